@@ -1,0 +1,26 @@
+"""Import of the compiled module dynin_rt._C.
+
+OpenBLAS comes from the scipy-openblas32 wheel; loading it first (RTLD_GLOBAL) makes the extension
+independent of the rpath a particular build chose.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+
+
+def _preload_openblas() -> None:
+    import scipy_openblas32
+
+    path = os.path.join(scipy_openblas32.get_lib_dir(), "libscipy_openblas.so")
+    if os.path.isfile(path):
+        ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+
+
+_preload_openblas()
+from . import _C  # noqa: E402
+
+
+def build_info() -> dict:
+    """What the compiled runtime contains: {"version", "cuda", "blas", "cpu_simd"}."""
+    return dict(_C.build_info())
