@@ -311,12 +311,15 @@ class TensorRTRunner:
     input_names, output_names : list of str
     input_dtypes : dict of str to torch.dtype
         What each input must be; inputs of another dtype are cast before the run.
+    profiles : list of dict
+        Per optimization profile, ``{input_name: (min, opt, max)}``.
 
     Notes
     -----
-    Runs on torch's current CUDA stream, so results are ordered with surrounding torch work; a numpy
-    call synchronizes before returning. One runner is not safe to call from two threads at once (it
-    owns one execution context).
+    Each call picks the optimization profile whose opt shapes equal the inputs' shapes, else the
+    first whose [min, max] range holds them; one execution context per profile is created on first
+    use. Runs on torch's current CUDA stream, so results are ordered with surrounding torch work; a
+    numpy call synchronizes before returning. Not safe to call from two threads at once.
     """
 
     def __init__(self, engine_path, device: int = 0):
@@ -338,12 +341,48 @@ class TensorRTRunner:
                 f"TensorRT {trt.__version__} could not deserialize {engine_path}; it was probably built by "
                 "another TensorRT version or for another GPU: delete it and rebuild"
             )
-        self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.output_names = [n for n in names if n not in self.input_names]
         self.input_dtypes = {n: trt_dtype_to_torch(self.engine.get_tensor_dtype(n)) for n in self.input_names}
         self._output_dtypes = {n: trt_dtype_to_torch(self.engine.get_tensor_dtype(n)) for n in self.output_names}
+        self.profiles = [
+            {n: tuple(tuple(s) for s in self.engine.get_tensor_profile_shape(n, p)) for n in self.input_names}
+            for p in range(self.engine.num_optimization_profiles)
+        ]
+        self._contexts = {}
+
+    def _profile_for(self, shapes: dict[str, tuple]) -> int:
+        def holds(prof):
+            return all(
+                len(shapes[n]) == len(lo) and all(a <= d <= b for a, d, b in zip(lo, shapes[n], hi))
+                for n, (lo, _, hi) in prof.items()
+            )
+
+        for p, prof in enumerate(self.profiles):
+            if all(shapes[n] == opt for n, (_, opt, _) in prof.items()):
+                return p
+        for p, prof in enumerate(self.profiles):
+            if holds(prof):
+                return p
+        raise ValueError(f"input shapes {shapes} lie outside every optimization profile of the engine: {self.profiles}")
+
+    def _context(self, profile: int, stream):
+        ctx = self._contexts.get(profile)
+        if ctx is None:
+            import tensorrt as trt
+
+            strategy = getattr(trt, "ExecutionContextAllocationStrategy", None)
+            # Per-profile device memory instead of the maximum over all profiles, when supported.
+            ctx = (
+                self.engine.create_execution_context(strategy.ON_PROFILE_CHANGE)
+                if strategy is not None
+                else self.engine.create_execution_context()
+            )
+            if profile != 0 and not ctx.set_optimization_profile_async(profile, stream.cuda_stream):
+                raise RuntimeError(f"TensorRT could not select optimization profile {profile}")
+            self._contexts[profile] = ctx
+        return ctx
 
     def __call__(self, inputs: dict) -> dict:
         """Run the engine once.
@@ -351,8 +390,8 @@ class TensorRTRunner:
         Parameters
         ----------
         inputs : dict of str to torch.Tensor or np.ndarray
-            Exactly the engine's inputs, by name; shapes must lie inside the engine's optimization
-            profile. All numpy or all torch.
+            Exactly the engine's inputs, by name; shapes must lie inside one optimization profile.
+            All numpy or all torch.
 
         Returns
         -------
@@ -369,24 +408,22 @@ class TensorRTRunner:
                 f"the engine takes {self.input_names}"
             )
         as_numpy = all(isinstance(v, np.ndarray) for v in inputs.values())
-        bound = {}
-        for name in self.input_names:
-            t = torch.as_tensor(inputs[name], device=self.device).to(self.input_dtypes[name]).contiguous()
-            bound[name] = t
-            if not self.context.set_input_shape(name, tuple(t.shape)):
-                raise ValueError(
-                    f"input {name!r} of shape {tuple(t.shape)} is outside the engine's optimization profile "
-                    f"{self.engine.get_tensor_profile_shape(name, 0)} (min, opt, max)"
-                )
-            self.context.set_tensor_address(name, t.data_ptr())
+        bound = {
+            n: torch.as_tensor(inputs[n], device=self.device).to(self.input_dtypes[n]).contiguous()
+            for n in self.input_names
+        }
+        stream = torch.cuda.current_stream(self.device)
+        ctx = self._context(self._profile_for({n: tuple(t.shape) for n, t in bound.items()}), stream)
+        for name, t in bound.items():
+            if not ctx.set_input_shape(name, tuple(t.shape)):
+                raise ValueError(f"TensorRT rejected shape {tuple(t.shape)} for input {name!r}")
+            ctx.set_tensor_address(name, t.data_ptr())
         outputs = {}
         for name in self.output_names:
-            shape = tuple(self.context.get_tensor_shape(name))
-            out = torch.empty(shape, dtype=self._output_dtypes[name], device=self.device)
+            out = torch.empty(tuple(ctx.get_tensor_shape(name)), dtype=self._output_dtypes[name], device=self.device)
             outputs[name] = out
-            self.context.set_tensor_address(name, out.data_ptr())
-        stream = torch.cuda.current_stream(self.device)
-        if not self.context.execute_async_v3(stream.cuda_stream):
+            ctx.set_tensor_address(name, out.data_ptr())
+        if not ctx.execute_async_v3(stream.cuda_stream):
             raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log above)")
         if as_numpy:
             stream.synchronize()

@@ -1,0 +1,361 @@
+"""MAGVIT-v2 image tokenizer, public API: codes <-> uint8 images on a chosen backend (spec §1, §3.1).
+
+``MagvitV2.from_pretrained(dir, backend=...)`` loads a ``showlab/magvitv2`` checkpoint directory and
+runs it on PyTorch, onnxruntime or TensorRT (:mod:`dynin_rt.tokenizers.backends`). Exported ONNX
+files and TensorRT engines are derived artifacts, cached under ``cache_dir`` keyed by a hash of the
+weights, and rebuilt when missing.
+
+Invariants
+----------
+* Codes are row-major ``[B, N]`` with ``N = s * s``; the image is ``16s x 16s``. Codes outside
+  ``[0, 8192)`` are an error (the official pipeline clamps LM ids; we refuse instead, so a wrong
+  offset upstream cannot pass unnoticed).
+* Every backend computes the same function: the graph between codes and float pixels (or pixels
+  and the continuous latent) is exported from the PyTorch twin; the LFQ sign step and the uint8
+  postprocessing run on the host side in torch, identically for all backends.
+* Inputs are never modified; outputs are new arrays.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+
+import numpy as np
+import torch
+
+from .backends import BackendStatus, OnnxRunner, TensorRTRunner, resolve_backend
+from .magvit_checkpoint import load_magvit_model, read_magvit_config, weights_path
+from .magvit_image import (
+    RESOLUTION_UNDERSTANDING,
+    VIDEO_FRAMES,
+    postprocess_pixels,
+    preprocess_images,
+    sample_frame_indices,
+)
+from .magvit_net import CODEBOOK_SIZE, DOWNSAMPLE, LFQuantizer, MagvitConfig, MagvitModel
+
+PRECISIONS = ("fp16", "bf16", "fp32")
+# Token grids the runtime uses (336, 480 and 512 px); TensorRT gets one optimization profile each.
+DEFAULT_GRIDS = (21, 30, 32)
+
+
+def default_cache_dir() -> str:
+    """``$DYNIN_RT_CACHE`` or ``~/.cache/dynin_rt``: where exported ONNX files and engines live."""
+    return os.environ.get("DYNIN_RT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "dynin_rt")
+
+
+def _file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def validate_codes(codes) -> torch.Tensor:
+    """Check MAGVIT codes and return them as a new int64 [B, s, s] CPU tensor.
+
+    Parameters
+    ----------
+    codes : np.ndarray, torch.Tensor or nested list
+        Integer [B, N], N a perfect square, values in [0, 8192).
+
+    Returns
+    -------
+    torch.Tensor
+        int64 [B, s, s], a copy.
+    """
+    if isinstance(codes, torch.Tensor):
+        t = codes.detach().to("cpu", copy=True)
+    else:
+        arr = np.array(codes, copy=True)
+        if arr.dtype == object:
+            raise TypeError("codes must be a rectangular integer array [B, N]")
+        t = torch.from_numpy(arr)
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+        raise TypeError(f"codes must be integers, got dtype {t.dtype}")
+    if t.ndim != 2:
+        raise ValueError(f"codes must be [B, N], got shape {tuple(t.shape)}")
+    b, n = t.shape
+    if b == 0:
+        raise ValueError("empty batch: codes has 0 rows")
+    side = math.isqrt(n)
+    if n == 0 or side * side != n:
+        raise ValueError(f"the token count N={n} is not a positive perfect square (a square s x s grid is required)")
+    t = t.to(torch.int64)
+    lo, hi = int(t.min()), int(t.max())
+    if lo < 0 or hi >= CODEBOOK_SIZE:
+        raise ValueError(
+            f"codes must lie in [0, {CODEBOOK_SIZE}), got values in [{lo}, {hi}]; LM token ids need the image "
+            "offset subtracted first"
+        )
+    return t.view(b, side, side)
+
+
+def validate_pixels(x) -> torch.Tensor:
+    """Check normalized pixels and return them as a new float32 [B, 3, H, W] CPU tensor.
+
+    Parameters
+    ----------
+    x : np.ndarray or torch.Tensor
+        float [B, 3, H, W] in [-1, 1], H and W positive multiples of 16.
+
+    Returns
+    -------
+    torch.Tensor
+        float32 [B, 3, H, W], a copy.
+    """
+    if isinstance(x, torch.Tensor):
+        t = x.detach().to("cpu", copy=True)
+    elif isinstance(x, np.ndarray):
+        t = torch.from_numpy(np.array(x, copy=True))
+    else:
+        raise TypeError(f"with preprocess=False, pass a float array or tensor [B, 3, H, W], not {type(x).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(f"with preprocess=False, pixels must be float in [-1, 1], got dtype {t.dtype}")
+    if t.ndim != 4 or t.shape[1] != 3:
+        raise ValueError(f"pixels must be [B, 3, H, W] (RGB, channels first), got shape {tuple(t.shape)}")
+    if t.shape[0] == 0:
+        raise ValueError("empty batch: pixels has 0 images")
+    h, w = t.shape[2:]
+    if h == 0 or w == 0 or h % DOWNSAMPLE or w % DOWNSAMPLE:
+        raise ValueError(f"pixel height and width must be positive multiples of {DOWNSAMPLE}, got {h} x {w}")
+    return t.float()
+
+
+class MagvitV2:
+    """The MAGVIT-v2 image tokenizer of Show-o / MMaDA / Dynin-Omni.
+
+    Build it with :meth:`from_pretrained`. ``decode`` turns codes into uint8 images, ``encode`` turns
+    images into codes, ``encode_video`` encodes sampled frames.
+
+    Attributes
+    ----------
+    backend : str
+        The concrete backend in use: ``"torch"``, ``"onnx"`` or ``"tensorrt"``.
+    backend_reason : str
+        What it runs on, and for ``"auto"`` why faster backends were skipped.
+    device : torch.device
+        Where the PyTorch twin runs (torch backend) and where TensorRT runs.
+    config : MagvitConfig
+    """
+
+    codebook_size = CODEBOOK_SIZE
+    downsample = DOWNSAMPLE
+
+    def __init__(self, config: MagvitConfig, status: BackendStatus, device, model=None, decoder=None, encoder=None):
+        self.config = config
+        self.backend = status.name
+        self.backend_reason = status.reason
+        self.device = torch.device(device)
+        self._model = model  # the PyTorch twin (torch backend only)
+        self._decoder = decoder  # runner: {"codes": int32 [B, s, s]} -> {"pixels": [B, 3, 16s, 16s]}
+        self._encoder = encoder  # runner: {"pixels": [B, 3, H, W]} -> {"latent": [B, 13, H/16, W/16]}
+        self._lfq = LFQuantizer()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path,
+        backend: str = "auto",
+        device=None,
+        cache_dir=None,
+        precision: str = "fp16",
+        grids: tuple[int, ...] = DEFAULT_GRIDS,
+        max_batch: int = 4,
+    ) -> "MagvitV2":
+        """Load a checkpoint directory (``config.json`` + ``pytorch_model.safetensors``).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Checkpoint directory in the ``showlab/magvitv2`` layout.
+        backend : str
+            ``"torch"``, ``"onnx"``, ``"tensorrt"`` or ``"auto"`` (TensorRT, then onnxruntime, then
+            PyTorch). A forced backend that cannot run raises ``BackendUnavailableError``.
+        device : str or torch.device, optional
+            For the torch backend; default CUDA when available, else CPU. TensorRT always runs on CUDA.
+        cache_dir : str, optional
+            Where ONNX files and engines are kept; default :func:`default_cache_dir`.
+        precision : str
+            TensorRT engine precision: ``"fp16"`` (default), ``"bf16"`` or ``"fp32"``; normalisation,
+            softmax and attention matmuls stay fp32. The torch and onnx backends always run fp32.
+        grids : tuple of int
+            Token grid sides that get their own TensorRT optimization profile.
+        max_batch : int
+            Largest batch a TensorRT engine accepts.
+
+        Returns
+        -------
+        MagvitV2
+        """
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        status = resolve_backend(backend)
+        config = read_magvit_config(path)
+        wpath = weights_path(path)
+        if status.name == "torch":
+            dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            return cls(config, status, dev, model=load_magvit_model(path, dev))
+
+        from ..export.magvit_onnx import export_magvit_onnx
+
+        art_dir = os.path.join(cache_dir or default_cache_dir(), "magvit", _file_digest(wpath)[:16])
+        if status.name == "onnx":
+            onnx_paths = export_magvit_onnx(path, art_dir, "fp32")  # reuses files already there
+            return cls(
+                config, status, "cpu",
+                decoder=OnnxRunner(onnx_paths["decoder"], providers=list(status.providers)),
+                encoder=OnnxRunner(onnx_paths["encoder"], providers=list(status.providers)),
+            )
+        from ..export.tensorrt import build_engine
+
+        dev = torch.device(device) if device is not None else torch.device("cuda")
+        onnx_paths = export_magvit_onnx(path, art_dir, precision)
+        engines = {}
+        for part in ("decoder", "encoder"):
+            profiles = magvit_profiles(part, grids, max_batch)
+            engine = build_engine(onnx_paths[part], profiles, precision=precision, cache_dir=os.path.join(art_dir, "engines"))
+            engines[part] = TensorRTRunner(engine, device=dev.index or 0)
+        return cls(config, status, dev, decoder=engines["decoder"], encoder=engines["encoder"])
+
+    # -----------------------------------------------------------------------------------------
+    # decode
+    # -----------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def decode_float(self, codes) -> torch.Tensor:
+        """Codes -> unclamped float pixels, as the official ``decode_code``.
+
+        Parameters
+        ----------
+        codes : array-like
+            int [B, N], N = s * s, values in [0, 8192).
+
+        Returns
+        -------
+        torch.Tensor
+            float32 [B, 3, 16s, 16s], nominally in [-1, 1] (CPU for onnx, else on ``device``).
+        """
+        grid = validate_codes(codes)  # [B, s, s]
+        if self.backend == "torch":
+            return self._model.decode_codes(grid.to(self.device))
+        if self.backend == "onnx":
+            return torch.from_numpy(self._decoder({"codes": grid.to(torch.int32).numpy()})["pixels"])
+        return self._decoder({"codes": grid.to(self.device, torch.int32)})["pixels"].float()
+
+    def decode(self, codes) -> np.ndarray:
+        """Codes -> uint8 RGB images.
+
+        Parameters
+        ----------
+        codes : array-like
+            int [B, N], N = s * s, values in [0, 8192), row-major tokens.
+
+        Returns
+        -------
+        np.ndarray
+            uint8 [B, 16s, 16s, 3].
+        """
+        return postprocess_pixels(self.decode_float(codes))
+
+    # -----------------------------------------------------------------------------------------
+    # encode
+    # -----------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def encode_latent(self, pixels) -> torch.Tensor:
+        """Normalized pixels -> continuous latent before quantization.
+
+        Parameters
+        ----------
+        pixels : np.ndarray or torch.Tensor
+            float [B, 3, H, W] in [-1, 1], H and W multiples of 16.
+
+        Returns
+        -------
+        torch.Tensor
+            float32 [B, 13, H/16, W/16].
+        """
+        x = validate_pixels(pixels)
+        if self.backend == "torch":
+            return self._model.encoder(x.to(self.device))
+        if self.backend == "onnx":
+            return torch.from_numpy(self._encoder({"pixels": x.numpy()})["latent"])
+        return self._encoder({"pixels": x.to(self.device)})["latent"].float()
+
+    def encode(self, images, preprocess: bool = True, resolution: int = RESOLUTION_UNDERSTANDING) -> np.ndarray:
+        """Images -> codes.
+
+        Parameters
+        ----------
+        images : PIL image, list of PIL images, np.ndarray or torch.Tensor
+            With ``preprocess=True``: PIL image(s) or uint8 RGB [B, H, W, 3], resized (shorter side to
+            ``resolution``, bicubic) and center-cropped. With ``preprocess=False``: float
+            [B, 3, H, W] in [-1, 1], H and W multiples of 16, used as is.
+        preprocess : bool
+            Apply the official input transform.
+        resolution : int
+            R for preprocessing: 336 (understanding, 441 tokens) or 512 (generation, 1024 tokens).
+
+        Returns
+        -------
+        np.ndarray
+            int64 [B, (H/16) * (W/16)] in [0, 8192), row-major.
+        """
+        pixels = preprocess_images(images, resolution) if preprocess else images
+        latent = self.encode_latent(pixels)
+        return self._lfq.latent_to_codes(latent.cpu()).numpy()
+
+    def encode_video(self, frames, num_frames: int = VIDEO_FRAMES, resolution: int = RESOLUTION_UNDERSTANDING) -> np.ndarray:
+        """Sample frames as the official video loader does and encode each one.
+
+        Parameters
+        ----------
+        frames : list of PIL images or np.ndarray
+            All T frames of the video (uint8 [T, H, W, 3] for an array).
+        num_frames : int
+            F, frames kept at ``np.linspace(0, T - 1, F).astype(int)`` (repeats when T < F).
+        resolution : int
+            R of the per-frame preprocessing.
+
+        Returns
+        -------
+        np.ndarray
+            int64 [F, (R/16)**2], one row of codes per kept frame.
+        """
+        if isinstance(frames, np.ndarray):
+            if frames.ndim != 4:
+                raise ValueError(f"video arrays must be uint8 [T, H, W, 3], got shape {frames.shape}")
+        elif not isinstance(frames, (list, tuple)):
+            raise TypeError(f"frames must be a list of PIL images or a uint8 array [T, H, W, 3], not {type(frames).__name__}")
+        idx = sample_frame_indices(len(frames), num_frames)
+        picked = frames[idx] if isinstance(frames, np.ndarray) else [frames[i] for i in idx]
+        return self.encode(picked, resolution=resolution)
+
+
+def magvit_profiles(part: str, grids: tuple[int, ...], max_batch: int) -> list[dict[str, tuple]]:
+    """TensorRT optimization profiles: one per grid (batch 1..max_batch) and a catch-all for others.
+
+    Parameters
+    ----------
+    part : str
+        ``"decoder"`` (input ``codes`` [B, s, s]) or ``"encoder"`` (input ``pixels`` [B, 3, 16s, 16s]).
+    grids : tuple of int
+        Grid sides s.
+    max_batch : int
+
+    Returns
+    -------
+    list of dict
+        ``{input_name: (min_shape, opt_shape, max_shape)}`` per profile.
+    """
+    def shape(b, s):
+        return (b, s, s) if part == "decoder" else (b, 3, DOWNSAMPLE * s, DOWNSAMPLE * s)
+
+    name = "codes" if part == "decoder" else "pixels"
+    top = max(grids)
+    profiles = [{name: (shape(1, s), shape(1, s), shape(max_batch, s))} for s in sorted(set(grids))]
+    profiles.append({name: (shape(1, 1), shape(1, top), shape(max_batch, top))})
+    return profiles
