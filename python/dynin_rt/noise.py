@@ -31,12 +31,13 @@ STREAM_REMASK = 2  # which positions are committed / re-masked
 
 
 def _mix64(z: np.ndarray) -> np.ndarray:
-    # splitmix64's finaliser on uint64 arrays (multiplication wraps modulo 2^64).
-    z = z ^ (z >> np.uint64(30))
-    z = z * np.uint64(_MIX_1)
-    z = z ^ (z >> np.uint64(27))
-    z = z * np.uint64(_MIX_2)
-    return z ^ (z >> np.uint64(31))
+    # splitmix64's finaliser on uint64 values (multiplication wraps modulo 2^64 by design).
+    with np.errstate(over="ignore"):
+        z = z ^ (z >> np.uint64(30))
+        z = z * np.uint64(_MIX_1)
+        z = z ^ (z >> np.uint64(27))
+        z = z * np.uint64(_MIX_2)
+        return z ^ (z >> np.uint64(31))
 
 
 def counter_uniform(seed: int, stream: int, step: int, rows, positions, indices=None) -> np.ndarray:

@@ -82,6 +82,7 @@ def tiny_config(
         "init_device": "meta",
         "init_fn": "mitchell",
         "init_std": 0.02,
+        "init_cutoff_factor": None,
         "precision": "amp_bf16",
         "use_cache": False,
         "llm_vocab_size": 126464,
@@ -105,7 +106,7 @@ def random_state_dict(cfg: dict, seed: int = 0, dtype: torch.dtype = torch.float
     g = torch.Generator().manual_seed(seed)
     state = {}
     for name, shape in expected_shapes(parse_config(cfg)).items():
-        if name.endswith("norm.weight"):
+        if name.endswith(("norm.weight", "ln_f.weight")):
             t = 1.0 + 0.1 * torch.randn(shape, generator=g)
         elif name.endswith("wte.weight"):
             t = torch.randn(shape, generator=g)
