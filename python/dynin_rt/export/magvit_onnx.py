@@ -77,8 +77,12 @@ class EncoderGraph(nn.Module):
 def _export(module: nn.Module, example: torch.Tensor, out_path: str, in_name: str, out_name: str, axes: dict) -> str:
     tmp = f"{out_path}.tmp{os.getpid()}"
     with warnings.catch_warnings():
-        # The TorchScript exporter is deprecated in favour of dynamo; see the NOTE at the top.
+        # The TorchScript exporter is deprecated in favour of dynamo (see the NOTE at the top) and
+        # chats about constant folding of dynamic Slice ops and about GroupNorm's batch-size check
+        # (a training-time error path) being traced as a constant; none of it is actionable here.
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
             module.eval(),
             (example,),

@@ -17,7 +17,7 @@ import os
 import torch
 
 from ..tokenizers.magvit_checkpoint import ARCH_KEY, CONFIG_NAME, OPTIONAL_KEYS, WEIGHTS_NAME
-from ..tokenizers.magvit_net import MagvitConfig, MagvitModel
+from ..tokenizers.magvit_net import LFQuantizer, MagvitConfig, MagvitModel
 
 # What the released config.json holds: class and library metadata only (spec §1.1, 66 bytes).
 OFFICIAL_CONFIG = {"_class_name": "MAGVITv2", "_diffusers_version": "0.21.4"}
@@ -45,12 +45,14 @@ def random_magvit_state_dict(cfg: MagvitConfig | None = None, seed: int = 0, wit
     """
     cfg = cfg or MagvitConfig()
     gen = torch.Generator().manual_seed(seed)
-    model = MagvitModel(cfg)
+    with torch.device("meta"):  # shapes only: no time spent on an init that is thrown away
+        model = MagvitModel(cfg)
+    buffers = {f"quantize.{k}": v for k, v in LFQuantizer().state_dict().items()}
     state = {}
     for name, ref in model.state_dict().items():
         if name in OPTIONAL_KEYS:
             if with_buffers:
-                state[name] = ref.clone()
+                state[name] = buffers[name]
             continue
         shape = ref.shape
         if ".norm" in name:
