@@ -244,7 +244,20 @@ class EmovaSpeech:
                 raise ValueError(f"prior_noise must have shape [1, {channels}, >= {t_y}] (this render has {t_y} "
                                  f"frames), got {noise.shape}")
             noise = noise[:, :, :t_y]
-        return self.runner.wave(prior_sample(m, logs, noise, noise_scale), g)[0, 0]
+        return self._vocode(prior_sample(m, logs, noise, noise_scale), g)
+
+    def _vocode(self, z_p: np.ndarray, g: np.ndarray, context: int = 40) -> np.ndarray:
+        """z_p [1, D, T_y] -> [hop * T_y]; windows with overlap-discard when T_y exceeds the runner's limit."""
+        limit, t_y = self.runner.max_frames, z_p.shape[2]
+        if limit is None or t_y <= limit:
+            return self.runner.wave(z_p, g)[0, 0]
+        step = limit - 2 * context
+        out = []
+        for start in range(0, t_y, step):
+            lo, hi, upto = max(0, start - context), min(t_y, start + step + context), min(t_y, start + step)
+            wav = self.runner.wave(np.ascontiguousarray(z_p[:, :, lo:hi]), g)[0, 0]
+            out.append(wav[(start - lo) * self.hop_length: (upto - lo) * self.hop_length])
+        return np.concatenate(out)
 
     def decode_stream(self, units, style: str = DEFAULT_STYLE, noise_scale: float = 0.667,
                       noise_scale_w: float = 0.8, length_scale: float = 1.0, seed: int = 0,

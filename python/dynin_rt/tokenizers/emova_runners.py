@@ -21,6 +21,7 @@ class TorchRunner:
     """The PyTorch twins, under ``torch.inference_mode`` on ``device``."""
 
     name = "torch"
+    max_frames = None      # largest T_y one ``wave`` call accepts (None: unbounded)
 
     def __init__(self, vocoder, spiral, device):
         self.vocoder, self.spiral, self.device = vocoder, spiral, device
@@ -52,10 +53,12 @@ class GraphRunner:
     runners : dict
         ``{TEXT_GRAPH: runner, WAVE_GRAPH: runner, UNITS_GRAPH: runner}``; each runner maps a dict of
         named numpy inputs to a dict of named numpy outputs.
+    max_frames : int, optional
+        Largest T_y one ``wave`` call accepts (a TensorRT profile's maximum); None: unbounded.
     """
 
-    def __init__(self, name: str, runners: dict):
-        self.name, self.runners = name, runners
+    def __init__(self, name: str, runners: dict, max_frames: int | None = None):
+        self.name, self.runners, self.max_frames = name, runners, max_frames
 
     def text(self, ids, g, sdp_noise):
         out = self.runners[TEXT_GRAPH]({"ids": ids.astype(np.int64), "g": g, "sdp_noise": sdp_noise})

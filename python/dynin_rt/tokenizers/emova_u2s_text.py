@@ -35,11 +35,12 @@ class ChannelNorm(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
+        self.channels = channels   # a Python int, so export sees a constant normalized shape
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x):  # [B, C, T] -> [B, C, T]
-        return F.layer_norm(x.transpose(1, 2), (x.shape[1],), self.weight, self.bias, 1e-5).transpose(1, 2)
+        return F.layer_norm(x.transpose(1, 2), (self.channels,), self.weight, self.bias, 1e-5).transpose(1, 2)
 
 
 class RelPosAttention(nn.Module):
@@ -63,8 +64,8 @@ class RelPosAttention(nn.Module):
         v = self.conv_v(x).view(b, self.n_heads, self.d_k, t).transpose(2, 3)
         # band[i, j, r] = 1 when key j sits at offset r - window from query i: a dense one-hot of the
         # offsets inside the window, so the relative terms are two small matmuls (export-friendly).
-        pos = torch.arange(t, device=x.device)
-        offsets = torch.arange(-self.window, self.window + 1, device=x.device)
+        pos = torch.arange(t, device=x.device, dtype=x.dtype)   # float: exact for integers, simple in TensorRT
+        offsets = torch.arange(-self.window, self.window + 1, device=x.device, dtype=x.dtype)
         band = ((pos[None, :] - pos[:, None])[:, :, None] == offsets).to(x.dtype)   # [T, T, R]
         rel_logits = q @ self.emb_rel_k[0].transpose(0, 1)                          # [B, h, T, R]
         scores = q @ k.transpose(2, 3) + (rel_logits.unsqueeze(3) @ band.transpose(1, 2)).squeeze(3)
