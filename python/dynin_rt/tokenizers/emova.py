@@ -66,7 +66,7 @@ class EmovaSpeech:
 
     Build with :meth:`from_pretrained`. Attributes: ``sample_rate`` (22050, of ``decode`` output),
     ``input_sample_rate`` (16000, what ``encode`` resamples to), ``styles`` (every style name),
-    ``backend`` (the backend in use), ``backend_reason`` (why), ``config``.
+    ``backend`` (the backend in use), ``backend_reason`` (why), ``config``, ``checkpoint_dir``.
     """
 
     def __init__(self, config: EmovaConfig, vocoder: EmovaVocoder, spiral: SpiralNet, runner, device,
@@ -83,6 +83,7 @@ class EmovaSpeech:
         self.styles = tuple(sorted(config.style2idx, key=config.style2idx.get))
         self._styles = vocoder.style_embedding.weight.detach().cpu().numpy()
         self.last_stream_timing = StreamTiming()
+        self.checkpoint_dir = None
 
     # ------------------------------------------------------------------------------------------
     # construction
@@ -131,7 +132,9 @@ class EmovaSpeech:
             from ..export.emova_onnx import graph_runner
 
             runner = graph_runner(status, vocoder, spiral, path, export_dir=export_dir, precision=precision)
-        return cls(config, vocoder, spiral, runner, device, backend_reason=status.reason)
+        sp = cls(config, vocoder, spiral, runner, device, backend_reason=status.reason)
+        sp.checkpoint_dir = os.fspath(path)
+        return sp
 
     # ------------------------------------------------------------------------------------------
     # units -> speech
@@ -161,7 +164,7 @@ class EmovaSpeech:
                 raise ValueError("units must be integers; got non-integer values")
         bad = np.flatnonzero((arr < 0) | (arr >= n_units))
         if bad.size:
-            raise ValueError(f"unit {arr[bad[0]]!r} at position {bad[0]} is outside [0, {n_units}) "
+            raise ValueError(f"unit {arr[bad[0]].item()} at position {bad[0]} is outside [0, {n_units}) "
                              f"({bad.size} such units); ids from the LLM must be made relative first")
         return arr.astype(np.int64)
 
