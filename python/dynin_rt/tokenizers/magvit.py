@@ -175,7 +175,8 @@ class MagvitV2:
             ``"torch"``, ``"onnx"``, ``"tensorrt"`` or ``"auto"`` (TensorRT, then onnxruntime, then
             PyTorch). A forced backend that cannot run raises ``BackendUnavailableError``.
         device : str or torch.device, optional
-            For the torch backend; default CUDA when available, else CPU. TensorRT always runs on CUDA.
+            For the torch backend: default CUDA when available, else CPU. For onnx, ``"cpu"`` forces
+            ``CPUExecutionProvider``. TensorRT always runs on CUDA.
         cache_dir : str, optional
             Where ONNX files and engines are kept; default :func:`default_cache_dir`.
         precision : str
@@ -204,10 +205,13 @@ class MagvitV2:
         art_dir = os.path.join(cache_dir or default_cache_dir(), "magvit", _file_digest(wpath)[:16])
         if status.name == "onnx":
             onnx_paths = export_magvit_onnx(path, art_dir, "fp32")  # reuses files already there
+            providers = list(status.providers)
+            if device is not None and torch.device(device).type == "cpu":
+                providers = ["CPUExecutionProvider"]  # an explicit CPU request wins over a visible GPU
             return cls(
                 config, status, "cpu",
-                decoder=OnnxRunner(onnx_paths["decoder"], providers=list(status.providers)),
-                encoder=OnnxRunner(onnx_paths["encoder"], providers=list(status.providers)),
+                decoder=OnnxRunner(onnx_paths["decoder"], providers=providers),
+                encoder=OnnxRunner(onnx_paths["encoder"], providers=providers),
             )
         from ..export.tensorrt import build_engine
 

@@ -93,11 +93,11 @@ class ResnetBlock(nn.Module):
             self.nin_shortcut = _conv1(cin, cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, cin, H, W] -> [B, cout, H, W]
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
-        if hasattr(self, "nin_shortcut"):
-            x = self.nin_shortcut(x)
-        return x + h
+        # In-place swish and residual add on fresh intermediates only (never on ``x``): at 512 px
+        # these tensors are 128 MiB each, and skipping the extra allocations is measurably faster on CPU.
+        h = self.conv1(F.silu(self.norm1(x), inplace=True))
+        h = self.conv2(F.silu(self.norm2(h), inplace=True))
+        return h.add_(self.nin_shortcut(x) if hasattr(self, "nin_shortcut") else x)
 
 
 class AttnBlock(nn.Module):
@@ -210,7 +210,7 @@ class Encoder(nn.Module):
         for level in self.down:
             x = level(x)
         x = self.mid(x)
-        x = self.conv_out(F.silu(self.norm_out(x)))
+        x = self.conv_out(F.silu(self.norm_out(x), inplace=True))
         return self.quant_conv(x)
 
 
@@ -237,7 +237,7 @@ class Decoder(nn.Module):
         x = self.mid(self.conv_in(self.post_quant_conv(z)))
         for level in reversed(self.up):
             x = level(x)
-        return self.conv_out(F.silu(self.norm_out(x)))
+        return self.conv_out(F.silu(self.norm_out(x), inplace=True))
 
 
 class LFQuantizer(nn.Module):
