@@ -2,11 +2,11 @@
 
 Graphs (file stems from :mod:`dynin_rt.tokenizers.emova_runners`)
 -----------------------------------------------------------------
-``emova_u2s_text``  ids int64 [1, T_x], g [1, 256, 1], sdp_noise [1, 2, T_x] (already times noise_scale_w)
+``emova_u2s_text``  ids int32 [1, T_x], g [1, 256, 1], sdp_noise [1, 2, T_x] (already times noise_scale_w)
                     -> m_p, logs_p [1, 192, T_x], logw [1, 1, T_x]. Text encoder + stochastic duration
                     predictor; the noise is an input, so every backend sees the same noise.
 ``emova_u2s_wave``  z_p [1, 192, T_y], g [1, 256, 1] -> wav [1, 1, 256 T_y]. Flow (reverse) + HiFi-GAN.
-``emova_s2u``       feats [1, 128, T] -> units int64 [1, ceil(ceil(T/2)/2)]. SPIRAL stacks + FSQ.
+``emova_s2u``       feats [1, 128, T] -> units int32 [1, ceil(ceil(T/2)/2)]. SPIRAL stacks + FSQ.
 
 Length regulation (ceil, repeat), the prior sample and the mel front end stay on the host, so no
 graph has a data-dependent shape chain (what TensorRT cannot build) and no random op.
@@ -36,7 +36,7 @@ from ..tokenizers.emova_u2s import EmovaVocoder, VocoderText
 
 OPSET = 17
 # Bumped whenever an exported graph changes, so stale cached files are not reused.
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # TensorRT optimization profiles: (min, opt, max) of the dynamic axis of each graph.
 TEXT_UNITS = (1, 128, 2048)      # units per render (2048 ~ 80 s of unreduced 25 Hz units)
@@ -80,6 +80,8 @@ def _export(module: nn.Module, args: tuple, out_path: str, inputs: list, outputs
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         # The TorchScript exporter is deprecated in favour of dynamo; see the NOTE at the top.
         warnings.simplefilter("ignore", DeprecationWarning)
+        # torch.flip becomes a Slice with step -1, which the folder declines to fold: harmless.
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
         torch.onnx.export(module.eval(), args, tmp, opset_version=OPSET, dynamo=False, input_names=inputs,
                           output_names=outputs, dynamic_axes=axes, do_constant_folding=True)
     os.replace(tmp, out_path)   # atomic: a reader never sees a half-written file
@@ -90,7 +92,7 @@ def export_text_onnx(vocoder: EmovaVocoder, out_path: str) -> str:
     """Write ``emova_u2s_text`` (fp32). ``vocoder``: fp32, on CPU, not modified. Returns ``out_path``."""
     a = vocoder.arch
     t = 16
-    args = (torch.full((1, t), a.unit_offset, dtype=torch.int64), torch.zeros(1, a.gin_channels, 1),
+    args = (torch.full((1, t), a.unit_offset, dtype=torch.int32), torch.zeros(1, a.gin_channels, 1),
             torch.zeros(1, 2, t))
     axes = {"ids": {1: "T_x"}, "sdp_noise": {2: "T_x"}, "m_p": {2: "T_x"}, "logs_p": {2: "T_x"}, "logw": {2: "T_x"}}
     return _export(VocoderText(vocoder), args, out_path, ["ids", "g", "sdp_noise"], ["m_p", "logs_p", "logw"], axes)

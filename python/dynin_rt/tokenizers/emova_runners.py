@@ -2,7 +2,7 @@
 
 Every runner takes and returns numpy arrays:
 
-* ``text(ids [1, T_x] int64, g [1, G, 1], sdp_noise [1, 2, T_x]) -> (m_p, logs_p [1, D, T_x], logw [1, 1, T_x])``
+* ``text(ids [1, T_x] int64 (int32 inside the graphs), g [1, G, 1], sdp_noise [1, 2, T_x]) -> (m_p, logs_p [1, D, T_x], logw [1, 1, T_x])``
 * ``wave(z_p [1, D, T_y], g [1, G, 1]) -> wav [1, 1, hop * T_y]``
 * ``units(feats [1, n_mels, T]) -> units [1, ceil(T / 4)] int64``
 
@@ -40,7 +40,7 @@ class TorchRunner:
 
     def units(self, feats):
         with torch.inference_mode():
-            return self.spiral(self._t(feats)).cpu().numpy()
+            return self.spiral(self._t(feats)).cpu().numpy().astype(np.int64)
 
 
 class GraphRunner:
@@ -61,7 +61,7 @@ class GraphRunner:
         self.name, self.runners, self.max_frames = name, runners, max_frames
 
     def text(self, ids, g, sdp_noise):
-        out = self.runners[TEXT_GRAPH]({"ids": ids.astype(np.int64), "g": g, "sdp_noise": sdp_noise})
+        out = self.runners[TEXT_GRAPH]({"ids": ids.astype(np.int32), "g": g, "sdp_noise": sdp_noise})
         return out["m_p"], out["logs_p"], out["logw"]
 
     def wave(self, z_p, g):

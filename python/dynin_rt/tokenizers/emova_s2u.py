@@ -220,7 +220,7 @@ class _Encoder(nn.Module):
 
 
 class FSQ(nn.Module):
-    """Finite scalar quantiser: ``[..., d]`` -> unit indices ``[...]`` int64."""
+    """Finite scalar quantiser: ``[..., d]`` -> unit indices ``[...]`` int32 (as the original's ``.to(torch.int)``)."""
 
     def __init__(self, levels):
         super().__init__()
@@ -234,7 +234,7 @@ class FSQ(nn.Module):
         offset = torch.where(levels % 2 == 1, 0.0, 0.5)
         q = torch.round(torch.tanh(z + torch.tan(offset / half_l)) * half_l - offset)
         half_w = torch.floor(levels / 2)
-        return ((q + half_w) * self._basis).sum(-1).to(torch.int64)
+        return ((q + half_w) * self._basis).sum(-1).to(torch.int32)
 
 
 class SpiralNet(nn.Module):
@@ -248,7 +248,7 @@ class SpiralNet(nn.Module):
         self.quantizer = FSQ(a.levels)
 
     def forward(self, feats):
-        """feats [1, n_mels, T] -> unreduced units [1, ceil(ceil(T / 2) / 2)] int64."""
+        """feats [1, n_mels, T] -> unreduced units [1, ceil(ceil(T / 2) / 2)] int32."""
         h = self.encoder.feature_encoder(feats).transpose(1, 2)     # [1, T', D]
         return self.quantizer(self.pre_quant(h))
 
