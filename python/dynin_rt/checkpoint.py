@@ -234,37 +234,65 @@ class _open_safetensors:
         return self._ctx.__exit__(*exc)
 
 
-def iter_tensors(directory: str, cfg: ModelConfig):
-    """Yield (name, tensor) for every backbone weight, checking names, shapes and dtypes first.
+class CheckpointReader:
+    """Random access to the backbone tensors of a checkpoint, with every name, shape and dtype
+    checked before the first tensor is read. Extra tensors outside the backbone (none in the
+    release) are refused by name. Use as a context manager."""
 
-    Extra tensors outside the backbone (none in the release) are refused by name.
-    """
-    files = weight_files(directory)
-    shapes = expected_shapes(cfg)
-    missing = [k for k in shapes if k not in files]
-    if missing:
-        raise CheckpointError(f"checkpoint is missing {len(missing)} tensor(s), first: {missing[0]}")
-    unexpected = sorted(set(files) - set(shapes))
-    if unexpected:
-        raise CheckpointError(f"unexpected tensor {unexpected[0]} in checkpoint ({len(unexpected)} extra)")
-    by_file: dict[str, list[str]] = {}
-    for name in shapes:
-        by_file.setdefault(files[name], []).append(name)
-    for path, names in by_file.items():
-        with _open_safetensors(path) as f:
-            present = set(f.keys())
-            for name in names:
-                if name not in present:
-                    raise CheckpointError(f"{os.path.basename(path)} does not hold {name} (index says it does)")
-                sl = f.get_slice(name)
-                shape, dtype = tuple(sl.get_shape()), sl.get_dtype()
-                if shape != shapes[name]:
-                    raise CheckpointError(f"{name}: shape {list(shape)} does not match config {list(shapes[name])}")
-                if dtype not in FLOAT_DTYPES:
-                    raise CheckpointError(f"{name}: dtype {dtype} is not one of bf16/fp16/fp32")
-            for name in names:
-                try:
-                    tensor = f.get_tensor(name)
-                except Exception as exc:
-                    raise CheckpointError(f"cannot read {name} from {path}: {exc}") from exc
-                yield name, tensor
+    def __init__(self, directory: str, cfg: ModelConfig):
+        self.shapes = expected_shapes(cfg)
+        files = weight_files(directory)
+        missing = [k for k in self.shapes if k not in files]
+        if missing:
+            raise CheckpointError(f"checkpoint is missing {len(missing)} tensor(s), first: {missing[0]}")
+        unexpected = sorted(set(files) - set(self.shapes))
+        if unexpected:
+            raise CheckpointError(f"unexpected tensor {unexpected[0]} in checkpoint ({len(unexpected)} extra)")
+        self._files = files
+        self._open: dict[str, object] = {}
+        self._contexts = []
+        try:
+            for path in sorted(set(files.values())):
+                ctx = _open_safetensors(path)
+                handle = ctx.__enter__()
+                self._contexts.append(ctx)
+                self._open[path] = handle
+                present = set(handle.keys())
+                for name in (n for n in self.shapes if files[n] == path):
+                    if name not in present:
+                        raise CheckpointError(f"{os.path.basename(path)} does not hold {name} (index says it does)")
+                    sl = handle.get_slice(name)
+                    shape, dtype = tuple(sl.get_shape()), sl.get_dtype()
+                    if shape != self.shapes[name]:
+                        raise CheckpointError(f"{name}: shape {list(shape)} does not match config {list(self.shapes[name])}")
+                    if dtype not in FLOAT_DTYPES:
+                        raise CheckpointError(f"{name}: dtype {dtype} is not one of bf16/fp16/fp32")
+        except BaseException:
+            self.close()
+            raise
+
+    def get(self, name: str):
+        path = self._files[name]
+        try:
+            return self._open[path].get_tensor(name)
+        except Exception as exc:
+            raise CheckpointError(f"cannot read {name} from {path}: {exc}") from exc
+
+    def close(self) -> None:
+        for ctx in self._contexts:
+            ctx.__exit__(None, None, None)
+        self._contexts.clear()
+        self._open.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def iter_tensors(directory: str, cfg: ModelConfig):
+    """Yield (name, tensor) for every backbone weight, after CheckpointReader's checks."""
+    with CheckpointReader(directory, cfg) as reader:
+        for name in reader.shapes:
+            yield name, reader.get(name)

@@ -105,11 +105,14 @@ class CounterNoise:
         return torch.from_numpy(counter_uniform(self.seed, stream, step, rows, pos, idx))
 
     def llada_tokens(self, logits: torch.Tensor, temperature: float, step: int, positions: torch.Tensor) -> torch.Tensor:
-        # Only the positions the sampler can commit need noise; the others keep plain argmax.
+        # argmax exp(l) / (-log u)^T == argmax l + T * Gumbel(u): the log form needs no exp overflow
+        # guard and is what the C++ runtime computes. Only the positions the sampler can commit need
+        # noise; the others keep plain argmax.
         x0 = logits.argmax(dim=-1)
         if positions.numel():
             u = self._uniform(STREAM_TOKEN, step, logits.shape[0], positions, logits.shape[-1]).to(logits.device)
-            x0[:, positions] = llada_noisy_argmax(logits[:, positions], u, temperature)
+            noisy = logits[:, positions].to(torch.float64) + temperature * gumbel_from_uniform(u)
+            x0[:, positions] = noisy.argmax(dim=-1)
         return x0
 
     def llada_remask_uniform(self, batch: int, length: int, step: int, device) -> torch.Tensor:

@@ -107,7 +107,6 @@ def llada_generate(
         block_start = prompt_len + num_block * block_length
         block_end = block_start + block_length
         num_transfer = get_num_transfer_tokens(x[:, block_start:block_end] == MASK_ID, steps_per_block)
-        block_positions = torch.arange(block_start, block_end, device=device)
         for i in range(steps_per_block):
             step = num_block * steps_per_block + i
             mask_index = x == MASK_ID
@@ -122,7 +121,9 @@ def llada_generate(
             if temperature == 0:
                 x0 = torch.argmax(logits, dim=-1)
             else:
-                x0 = noise.llada_tokens(logits, temperature, step, block_positions)
+                # candidates: masked positions before the block end (later ones get -inf below)
+                candidates = mask_index[:, :block_end].any(dim=0).nonzero()[:, 0]
+                x0 = noise.llada_tokens(logits, temperature, step, candidates)
             if remasking == "low_confidence":
                 p = F.softmax(logits.to(torch.float64), dim=-1)
                 x0_p = torch.gather(p, dim=-1, index=x0.unsqueeze(-1)).squeeze(-1)
@@ -150,6 +151,13 @@ def _mask_len(num_tokens: int, step: int, timesteps: int, unknown_count: torch.T
     mask_ratio = cosine_schedule(torch.tensor(ratio))
     mask_len = (num_tokens * mask_ratio).floor().unsqueeze(0).to(unknown_count.device)
     return torch.max(torch.tensor([1], device=unknown_count.device), torch.min(unknown_count - 1, mask_len))
+
+
+def maskgit_floors(num_tokens: int, timesteps: int) -> list[int]:
+    """floor(N cos(pi/2 (s+1)/T)) for every step, in the reference's float32 arithmetic; the C++
+    MaskGIT loop takes this table so both sides clamp the same numbers."""
+    one = torch.ones(1, 1, dtype=torch.long)
+    return [int(_mask_len(num_tokens, s, timesteps, one * (num_tokens + 2))[0, 0]) for s in range(timesteps)]
 
 
 def maskgit_schedule(num_tokens: int, timesteps: int) -> list[int]:

@@ -1,0 +1,115 @@
+// The fused step of the LLaDA and text-to-speech loops on the CPU (twin of cuda/commit_step.cu):
+// one pass over each candidate's logits row picks the token and its confidence (a softmax in
+// double without a materialised copy), then each batch row commits its selection into the canvas.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "cpu_ops.h"
+#include "dynin_rt/common.h"
+#include "dynin_rt/counter_rng.h"
+#include "thread_pool.h"
+
+namespace dynin_rt {
+
+namespace {
+
+int64_t token_of_column(const CommitStepParams& p, int64_t col) {
+    for (int64_t r = 0; r < p.n_ranges; ++r) {
+        const ColumnRange& c = p.columns[r];
+        if (col >= c.col && col < c.col + c.count) return c.token + (col - c.col);
+    }
+    throw InvalidArgument(str_cat("commit step: column ", col, " is not mapped to a token"));
+}
+
+struct Choice {
+    int64_t col;
+    double confidence;
+};
+
+Choice choose(const CommitStepParams& p, int64_t c) {
+    const float* l = p.logits + c * p.ld;
+    const int64_t n = p.n_cols;
+    const uint64_t row = static_cast<uint64_t>(p.cand_row[c]), pos = static_cast<uint64_t>(p.cand_pos[c]);
+    // T2S scales its logits by the temperature (float32, as the reference) and samples at any T.
+    const bool scaled = p.choice == TokenChoice::kCategorical && p.temperature > 0.0;
+    const float inv_t = scaled ? static_cast<float>(std::max(p.temperature, 1e-5)) : 1.0f;
+    auto value = [&](int64_t j) { return scaled ? l[j] / inv_t : l[j]; };
+
+    int64_t best = 0;
+    if (p.choice == TokenChoice::kArgmax || (p.choice == TokenChoice::kGumbelOfficial && p.temperature == 0.0)) {
+        float m = l[0];
+        for (int64_t j = 1; j < n; ++j)
+            if (l[j] > m) { m = l[j]; best = j; }
+    } else {
+        // Gumbel-max on the counter noise of (seed, token stream, step, row, position, column):
+        // argmax l + T G for LLaDA's exp(l) / (-log u)^T, argmax l / T + G for a categorical draw.
+        const double t = p.choice == TokenChoice::kGumbelOfficial ? p.temperature : 1.0;
+        const uint64_t key = counter_key(p.seed, kStreamToken, static_cast<uint64_t>(p.step), row, pos);
+        double m = -INFINITY;
+        for (int64_t j = 0; j < n; ++j) {
+            const double v = static_cast<double>(value(j)) + t * gumbel_from_uniform(bits_to_uniform(counter_at(key, j)));
+            if (v > m) { m = v; best = j; }
+        }
+    }
+    double confidence;
+    if (p.confidence == ConfidenceKind::kRandom) {
+        confidence = bits_to_uniform(counter_key(p.seed, kStreamRemask, static_cast<uint64_t>(p.step), row, pos));
+    } else {
+        double m = -INFINITY;
+        for (int64_t j = 0; j < n; ++j) m = std::max(m, static_cast<double>(value(j)));
+        double sum = 0.0;
+        for (int64_t j = 0; j < n; ++j) sum += std::exp(static_cast<double>(value(j)) - m);
+        confidence = std::exp(static_cast<double>(value(best)) - m) / sum;
+    }
+    return {best, confidence};
+}
+
+}  // namespace
+
+void cpu_commit_step(const CommitStepParams& p) {
+    std::vector<Choice> choices(static_cast<size_t>(p.n_cand));
+    parallel_for(p.n_cand, [&](int64_t c0, int64_t c1) {
+        for (int64_t c = c0; c < c1; ++c) choices[c] = choose(p, c);
+    });
+    int64_t c = 0;
+    for (int64_t row = 0; row < p.batch; ++row) {
+        const int64_t begin = c;
+        while (c < p.n_cand && p.cand_row[c] == row) ++c;
+        const int64_t count = c - begin;
+        std::vector<int64_t> order(static_cast<size_t>(count));
+        std::iota(order.begin(), order.end(), begin);
+        // Highest confidence first; equal confidences in canvas order, so the choice is deterministic.
+        std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+            return choices[a].confidence > choices[b].confidence;
+        });
+        int64_t take = 0;
+        switch (p.select) {
+            case SelectRule::kTopK:
+                take = std::min<int64_t>(p.k_per_row[row], count);
+                break;
+            case SelectRule::kThreshold:
+                while (take < count && choices[order[take]].confidence >= p.threshold) ++take;
+                take = std::max<int64_t>(take, std::min<int64_t>(1, count));
+                break;
+            case SelectRule::kFactor:
+                // the largest n (1-based) whose n-th confidence c_n satisfies (n + 1)(1 - c_n) < factor
+                for (int64_t n = count; n >= 1; --n) {
+                    if ((n + 1) * (1.0 - choices[order[n - 1]].confidence) < p.factor) {
+                        take = n;
+                        break;
+                    }
+                }
+                take = std::max<int64_t>(take, std::min<int64_t>(1, count));
+                break;
+        }
+        for (int64_t i = 0; i < take; ++i) {
+            const int64_t cand = order[i];
+            p.canvas[row * p.canvas_len + p.cand_pos[cand]] = static_cast<int32_t>(token_of_column(p, choices[cand].col));
+        }
+        if (p.committed_per_row) p.committed_per_row[row] = static_cast<int32_t>(take);
+    }
+}
+
+}  // namespace dynin_rt

@@ -1,0 +1,62 @@
+// One MaskGIT step on the CPU (twin of cuda/maskgit_step.cu), model-spec §7.2: every unknown image
+// position draws a code from softmax(logits) (Gumbel-max on counter noise), scores it by
+// log p + T * Gumbel, and the keep_masked[row] lowest scores stay masked.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "cpu_ops.h"
+#include "dynin_rt/counter_rng.h"
+#include "thread_pool.h"
+
+namespace dynin_rt {
+
+void cpu_maskgit_step(const MaskgitStepParams& p) {
+    std::vector<double> confidence(static_cast<size_t>(p.n_cand));
+    std::vector<int32_t> sample(static_cast<size_t>(p.n_cand));
+    parallel_for(p.n_cand, [&](int64_t c0, int64_t c1) {
+        for (int64_t c = c0; c < c1; ++c) {
+            const float* l = p.logits + c * p.ld;
+            const uint64_t row = static_cast<uint64_t>(p.cand_row[c]), index = static_cast<uint64_t>(p.cand_index[c]);
+            const uint64_t key = counter_key(p.seed, kStreamToken, static_cast<uint64_t>(p.step), row, index);
+            int64_t best = 0;
+            double best_v = -INFINITY;
+            float m = -INFINITY;
+            for (int64_t j = 0; j < p.n_codes; ++j) {
+                const double v = static_cast<double>(l[j]) + gumbel_from_uniform(bits_to_uniform(counter_at(key, j)));
+                if (v > best_v) { best_v = v; best = j; }
+                m = std::max(m, l[j]);
+            }
+            // softmax probability of the sample in fp32, as the reference's probs tensor
+            float sum = 0.0f;
+            for (int64_t j = 0; j < p.n_codes; ++j) sum += std::exp(l[j] - m);
+            const float prob = std::exp(l[best] - m) / sum;
+            const double u = bits_to_uniform(counter_key(p.seed, kStreamRemask, static_cast<uint64_t>(p.step), row, index));
+            confidence[c] = static_cast<double>(std::log(std::max(prob, 1e-20f))) + p.temperature * gumbel_from_uniform(u);
+            sample[c] = static_cast<int32_t>(best);
+        }
+    });
+    int64_t c = 0;
+    for (int64_t row = 0; row < p.batch; ++row) {
+        const int64_t begin = c;
+        while (c < p.n_cand && p.cand_row[c] == row) ++c;
+        const int64_t count = c - begin;
+        if (count == 0) continue;
+        // cutoff = the keep_masked-th smallest score over the region; known positions score above
+        // every unknown one (log of float max), so when keep_masked >= count all unknowns stay masked.
+        const int64_t cut = std::max<int64_t>(p.keep_masked[row], 0);
+        double cutoff = INFINITY;
+        if (cut < count) {
+            std::vector<double> sorted(confidence.begin() + begin, confidence.begin() + c);
+            std::nth_element(sorted.begin(), sorted.begin() + cut, sorted.end());
+            cutoff = sorted[cut];
+        }
+        for (int64_t i = begin; i < c; ++i) {
+            const int64_t slot = row * p.n_tokens + p.cand_index[i];
+            p.last_sample[slot] = sample[i];
+            p.codes[slot] = confidence[i] < cutoff ? -1 : sample[i];
+        }
+    }
+}
+
+}  // namespace dynin_rt

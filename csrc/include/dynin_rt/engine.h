@@ -1,0 +1,78 @@
+// The transformer forward over a token canvas, written once against backend.h.
+//
+// A canvas is [B, T] token ids plus an optional keep-mask. Positions with keep = 0 ([iPAD]) are
+// dropped entirely: they are masked keys and their rows are never read, so skipping them is exact,
+// while the kept tokens keep their true RoPE positions. The kept positions of all rows form the
+// "slots" of a CanvasLayout; a forward computes some slots (all of them, or the active block when
+// reusing a KV cache) and the LM head only for the slots and vocabulary columns a sampler reads.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "dynin_rt/backend.h"
+#include "dynin_rt/model_config.h"
+#include "dynin_rt/weights.h"
+
+namespace dynin_rt {
+
+// RoPE tables sin, cos [max_pos, head_dim / 2]: angle pos * theta^(-2j / head_dim), computed in
+// double and rounded once.
+void rope_tables(int64_t max_pos, int64_t head_dim, double theta, std::vector<float>* sin, std::vector<float>* cos);
+
+struct CanvasLayout {
+    int64_t batch = 0, length = 0;
+    std::vector<int64_t> row_start;  // [B + 1] first slot of each row
+    std::vector<int32_t> slot_pos;   // [S] canvas position of each slot
+    std::vector<int64_t> pos_slot;   // [B * T] slot of each position, -1 for dropped pads
+
+    // keep: [B, T] (1 real, 0 pad) or null (every position is computed and attended).
+    CanvasLayout(int64_t batch, int64_t length, const uint8_t* keep);
+    int64_t slots() const { return static_cast<int64_t>(slot_pos.size()); }
+    int64_t row_of_slot(int64_t slot) const;
+};
+
+// Keys and values of every slot, per layer, kept across the steps of a block (Fast-dLLM prefix and
+// dual cache). Filled by a full forward, then partly rewritten by each cached step.
+struct KVCache {
+    DeviceBuffer k, v;  // [n_layers, S, D] each
+    int64_t slots = 0;
+};
+
+// Scratch memory of one forward; one per generate call keeps concurrent calls independent.
+struct Workspace {
+    DeviceBuffer ids, positions, active_rows, head_rows;  // int32 [M], int32 [M], int64 [M], int64 [R]
+    DeviceBuffer x, h, qkv, attn, gate_up, act;          // fp32 activations
+    DeviceBuffer head_in, logits;                         // [R, D], [R, C]
+};
+
+struct ForwardArgs {
+    const int32_t* tokens = nullptr;          // host [B, T]
+    const CanvasLayout* layout = nullptr;
+    const std::vector<int64_t>* active = nullptr;  // sorted slots to compute; null = every slot
+    KVCache* cache = nullptr;                 // null: no reuse
+    bool fill_cache = false;                  // with cache: store K/V of the active slots (all of them)
+    const std::vector<int64_t>* head_slots = nullptr;  // slots whose logits are returned, all active
+    std::vector<ColumnRange> columns;         // vocabulary columns of the LM head, in output order
+};
+
+class Engine {
+ public:
+    Engine(const ModelConfig& cfg, std::shared_ptr<const ModelWeights> weights, std::unique_ptr<Backend> backend);
+
+    const ModelConfig& config() const { return cfg_; }
+    Backend* backend() const { return backend_.get(); }
+
+    // Logits [R, C] of the head slots over the requested columns, in backend memory owned by ws.
+    const float* forward(const ForwardArgs& args, Workspace& ws) const;
+    void ensure_cache(KVCache& cache, int64_t slots) const;
+
+ private:
+    ModelConfig cfg_;
+    std::shared_ptr<const ModelWeights> weights_;
+    std::unique_ptr<Backend> backend_;
+    std::vector<DeviceBuffer> storage_;  // weights copied to the backend, when they had to be
+    WeightSet w_;
+    DeviceBuffer rope_sin_, rope_cos_;    // [max_seq_len, head_dim / 2]
+};
+
+}  // namespace dynin_rt

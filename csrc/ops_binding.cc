@@ -1,0 +1,236 @@
+#include "ops_binding.h"
+
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include "dynin_rt/backend.h"  // defines: Backend, *Params
+#include "dynin_rt/common.h"
+#include "dynin_rt/engine.h"   // defines: rope_tables
+
+namespace py = pybind11;
+using namespace dynin_rt;
+
+namespace {
+
+template <typename T>
+using Arr = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+// Host array -> backend memory, and back.
+template <typename T>
+DeviceBuffer upload(Backend* be, const Arr<T>& a) {
+    DeviceBuffer buf(be, sizeof(T) * std::max<py::ssize_t>(a.size(), 1));
+    be->copy_to_device(buf.as<void>(), a.data(), sizeof(T) * a.size());
+    return buf;
+}
+
+template <typename T>
+py::array_t<T> download(Backend* be, const DeviceBuffer& buf, std::vector<py::ssize_t> shape) {
+    py::array_t<T> out(shape);
+    be->copy_to_host(out.mutable_data(), buf.as<void>(), sizeof(T) * out.size());
+    return out;
+}
+
+class Ops {
+ public:
+    explicit Ops(const std::string& backend) {
+        if (backend == "cpu") {
+            be_ = make_cpu_backend();
+        } else {
+#if DYNIN_RT_WITH_CUDA
+            DYNIN_CHECK_ARG(backend == "cuda", "backend must be cpu or cuda");
+            be_ = make_cuda_backend(0);
+#else
+            throw InvalidArgument("this build has no CUDA backend");
+#endif
+        }
+    }
+
+    // x [m, k] fp32; w [n, k] fp32 (dtype "fp32") or uint16 bf16 bits (dtype "bf16") -> y [m, n]
+    py::array_t<float> gemm(const Arr<float>& x, const py::array& w, const std::string& dtype, const py::object& y0) {
+        DYNIN_CHECK_ARG(x.ndim() == 2 && w.ndim() == 2 && x.shape(1) == w.shape(1), "gemm: x [m, k], w [n, k]");
+        const int64_t m = x.shape(0), k = x.shape(1), n = w.shape(0);
+        DeviceBuffer dx = upload(be_.get(), x), dw;
+        GemmParams p;
+        if (dtype == "fp32") {
+            dw = upload(be_.get(), Arr<float>::ensure(w));
+            p.w_dtype = DType::F32;
+        } else {
+            DYNIN_CHECK_ARG(dtype == "bf16", "gemm: dtype fp32 or bf16");
+            dw = upload(be_.get(), Arr<uint16_t>::ensure(w));
+            p.w_dtype = DType::BF16;
+        }
+        DeviceBuffer dy(be_.get(), sizeof(float) * std::max<int64_t>(m * n, 1));
+        if (!y0.is_none()) be_->copy_to_device(dy.as<void>(), Arr<float>::ensure(y0).data(), sizeof(float) * m * n);
+        p.x = dx.as<float>();
+        p.ldx = k;
+        p.w = dw.as<void>();
+        p.ldw = k;
+        p.y = dy.as<float>();
+        p.ldy = n;
+        p.m = m;
+        p.n = n;
+        p.k = k;
+        p.accumulate = !y0.is_none();
+        be_->gemm(p);
+        return download<float>(be_.get(), dy, {m, n});
+    }
+
+    py::array_t<float> rms_norm(const Arr<float>& x, const Arr<float>& w, float eps) {
+        const int64_t m = x.shape(0), d = x.shape(1);
+        DYNIN_CHECK_ARG(x.ndim() == 2 && w.ndim() == 1 && w.shape(0) == d, "rms_norm: x [m, d], w [d]");
+        DeviceBuffer dx = upload(be_.get(), x), dw = upload(be_.get(), w), out(be_.get(), sizeof(float) * m * d);
+        be_->rms_norm({dx.as<float>(), dw.as<void>(), DType::F32, out.as<float>(), m, d, eps});
+        return download<float>(be_.get(), out, {m, d});
+    }
+
+    // q, k [m, n_heads * head_dim] -> rotated copies
+    py::tuple rope(const Arr<float>& q, const Arr<float>& k, const Arr<int32_t>& positions, int64_t head_dim, double theta) {
+        const int64_t m = q.shape(0), width = q.shape(1);
+        DYNIN_CHECK_ARG(q.ndim() == 2 && k.ndim() == 2 && k.shape(0) == m && k.shape(1) == width && width % head_dim == 0 &&
+                            positions.size() == m,
+                        "rope: q, k [m, H * head_dim], positions [m]");
+        int64_t max_pos = 1;
+        for (py::ssize_t i = 0; i < positions.size(); ++i) {
+            DYNIN_CHECK_ARG(positions.data()[i] >= 0, "rope: negative position");
+            max_pos = std::max<int64_t>(max_pos, positions.data()[i] + 1);
+        }
+        std::vector<float> s, c;
+        rope_tables(max_pos, head_dim, theta, &s, &c);
+        DeviceBuffer ds(be_.get(), sizeof(float) * s.size()), dc(be_.get(), sizeof(float) * c.size());
+        be_->copy_to_device(ds.as<void>(), s.data(), sizeof(float) * s.size());
+        be_->copy_to_device(dc.as<void>(), c.data(), sizeof(float) * c.size());
+        DeviceBuffer dq = upload(be_.get(), q), dk = upload(be_.get(), k), dp = upload(be_.get(), positions);
+        be_->rope({dq.as<float>(), dk.as<float>(), width, dp.as<int32_t>(), m, width / head_dim, head_dim, ds.as<float>(),
+                   dc.as<float>()});
+        return py::make_tuple(download<float>(be_.get(), dq, {m, width}), download<float>(be_.get(), dk, {m, width}));
+    }
+
+    // Sequences s: query rows [q_start[s], q_start[s+1]), key rows [k_start[s], k_start[s+1]).
+    py::array_t<float> attention(const Arr<float>& q, const Arr<float>& k, const Arr<float>& v, std::vector<int64_t> q_start,
+                                 std::vector<int64_t> k_start, int64_t n_heads) {
+        DYNIN_CHECK_ARG(q.ndim() == 2 && k.ndim() == 2 && v.ndim() == 2 && q.shape(1) == k.shape(1) &&
+                            k.shape(1) == v.shape(1) && k.shape(0) == v.shape(0) && q.shape(1) % n_heads == 0,
+                        "attention: q [nq, H*D], k, v [nk, H*D]");
+        DYNIN_CHECK_ARG(q_start.size() == k_start.size() && q_start.size() >= 2 && q_start.back() == q.shape(0) &&
+                            k_start.back() == k.shape(0),
+                        "attention: q_start / k_start must be cumulative offsets ending at the row counts");
+        const int64_t width = q.shape(1), nq = q.shape(0);
+        DeviceBuffer dq = upload(be_.get(), q), dk = upload(be_.get(), k), dv = upload(be_.get(), v),
+                     out(be_.get(), sizeof(float) * std::max<int64_t>(nq * width, 1));
+        AttentionParams p;
+        p.q = dq.as<float>();
+        p.ldq = width;
+        p.k = dk.as<float>();
+        p.v = dv.as<float>();
+        p.ldkv = width;
+        p.out = out.as<float>();
+        p.ldo = width;
+        p.q_start = q_start.data();
+        p.k_start = k_start.data();
+        p.n_seq = static_cast<int64_t>(q_start.size()) - 1;
+        p.n_heads = n_heads;
+        p.head_dim = width / n_heads;
+        p.scale = 1.0f / std::sqrt(static_cast<float>(p.head_dim));
+        be_->attention(p);
+        return download<float>(be_.get(), out, {nq, width});
+    }
+
+    py::array_t<float> swiglu(const Arr<float>& gate_up) {
+        const int64_t m = gate_up.shape(0), h = gate_up.shape(1) / 2;
+        DYNIN_CHECK_ARG(gate_up.ndim() == 2 && gate_up.shape(1) % 2 == 0, "swiglu: gate_up [m, 2h]");
+        DeviceBuffer dg = upload(be_.get(), gate_up), out(be_.get(), sizeof(float) * std::max<int64_t>(m * h, 1));
+        be_->swiglu({dg.as<float>(), 2 * h, out.as<float>(), m, h});
+        return download<float>(be_.get(), out, {m, h});
+    }
+
+    // -> (canvas after the commit, committed per row)
+    py::tuple commit_step(const Arr<float>& logits, const std::vector<std::tuple<int64_t, int64_t, int64_t>>& columns,
+                          const Arr<int32_t>& cand_row, const Arr<int32_t>& cand_pos, const Arr<int32_t>& canvas,
+                          const Arr<int32_t>& k_per_row, const std::string& choice, const std::string& confidence,
+                          const std::string& select, double temperature, double threshold, double factor, uint64_t seed,
+                          int64_t step) {
+        const int64_t n_cand = logits.shape(0), n_cols = logits.shape(1), batch = canvas.shape(0), len = canvas.shape(1);
+        DYNIN_CHECK_ARG(logits.ndim() == 2 && canvas.ndim() == 2 && cand_row.size() == n_cand && cand_pos.size() == n_cand &&
+                            k_per_row.size() == batch,
+                        "commit_step: shapes disagree");
+        std::vector<ColumnRange> cols;
+        for (const auto& [col, token, count] : columns) cols.push_back({col, token, count});
+        DeviceBuffer dl = upload(be_.get(), logits), dr = upload(be_.get(), cand_row), dp = upload(be_.get(), cand_pos),
+                     dc = upload(be_.get(), canvas), dk = upload(be_.get(), k_per_row),
+                     committed(be_.get(), sizeof(int32_t) * batch);
+        CommitStepParams p;
+        p.logits = dl.as<float>();
+        p.ld = n_cols;
+        p.n_cand = n_cand;
+        p.n_cols = n_cols;
+        p.columns = cols.data();
+        p.n_ranges = static_cast<int64_t>(cols.size());
+        p.cand_row = dr.as<int32_t>();
+        p.cand_pos = dp.as<int32_t>();
+        p.canvas = dc.as<int32_t>();
+        p.batch = batch;
+        p.canvas_len = len;
+        p.k_per_row = dk.as<int32_t>();
+        p.choice = choice == "argmax" ? TokenChoice::kArgmax : choice == "gumbel" ? TokenChoice::kGumbelOfficial : TokenChoice::kCategorical;
+        p.confidence = confidence == "random" ? ConfidenceKind::kRandom : ConfidenceKind::kProbability;
+        p.select = select == "topk" ? SelectRule::kTopK : select == "threshold" ? SelectRule::kThreshold : SelectRule::kFactor;
+        p.temperature = temperature;
+        p.threshold = threshold;
+        p.factor = factor;
+        p.seed = seed;
+        p.step = step;
+        p.committed_per_row = committed.as<int32_t>();
+        be_->commit_step(p);
+        return py::make_tuple(download<int32_t>(be_.get(), dc, {batch, len}), download<int32_t>(be_.get(), committed, {batch}));
+    }
+
+    // -> (codes, last samples) after one MaskGIT step
+    py::tuple maskgit_step(const Arr<float>& logits, const Arr<int32_t>& cand_row, const Arr<int32_t>& cand_index,
+                           const Arr<int32_t>& codes, const Arr<int32_t>& last, std::vector<int64_t> keep_masked,
+                           double temperature, uint64_t seed, int64_t step) {
+        const int64_t n_cand = logits.shape(0), n_codes = logits.shape(1), batch = codes.shape(0), n = codes.shape(1);
+        DYNIN_CHECK_ARG(logits.ndim() == 2 && codes.ndim() == 2 && cand_row.size() == n_cand && cand_index.size() == n_cand &&
+                            last.size() == codes.size() && static_cast<int64_t>(keep_masked.size()) == batch,
+                        "maskgit_step: shapes disagree");
+        DeviceBuffer dl = upload(be_.get(), logits), dr = upload(be_.get(), cand_row), di = upload(be_.get(), cand_index),
+                     dc = upload(be_.get(), codes), dlast = upload(be_.get(), last);
+        MaskgitStepParams p;
+        p.logits = dl.as<float>();
+        p.ld = n_codes;
+        p.n_cand = n_cand;
+        p.n_codes = n_codes;
+        p.cand_row = dr.as<int32_t>();
+        p.cand_index = di.as<int32_t>();
+        p.codes = dc.as<int32_t>();
+        p.last_sample = dlast.as<int32_t>();
+        p.batch = batch;
+        p.n_tokens = n;
+        p.keep_masked = keep_masked.data();
+        p.temperature = temperature;
+        p.seed = seed;
+        p.step = step;
+        be_->maskgit_step(p);
+        return py::make_tuple(download<int32_t>(be_.get(), dc, {batch, n}), download<int32_t>(be_.get(), dlast, {batch, n}));
+    }
+
+ private:
+    std::unique_ptr<Backend> be_;
+};
+
+}  // namespace
+
+void bind_ops(py::module_& m) {
+    py::class_<Ops>(m, "Ops", "Each backend kernel on numpy arrays (tests and benchmarks).")
+        .def(py::init<const std::string&>(), py::arg("backend") = "cpu")
+        .def("gemm", &Ops::gemm, py::arg("x"), py::arg("w"), py::arg("dtype") = "fp32", py::arg("y") = py::none())
+        .def("rms_norm", &Ops::rms_norm, py::arg("x"), py::arg("w"), py::arg("eps"))
+        .def("rope", &Ops::rope, py::arg("q"), py::arg("k"), py::arg("positions"), py::arg("head_dim"), py::arg("theta"))
+        .def("attention", &Ops::attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("q_start"), py::arg("k_start"),
+             py::arg("n_heads"))
+        .def("swiglu", &Ops::swiglu, py::arg("gate_up"))
+        .def("commit_step", &Ops::commit_step, py::arg("logits"), py::arg("columns"), py::arg("cand_row"), py::arg("cand_pos"),
+             py::arg("canvas"), py::arg("k_per_row"), py::arg("choice"), py::arg("confidence"), py::arg("select"),
+             py::arg("temperature"), py::arg("threshold"), py::arg("factor"), py::arg("seed"), py::arg("step"))
+        .def("maskgit_step", &Ops::maskgit_step, py::arg("logits"), py::arg("cand_row"), py::arg("cand_index"), py::arg("codes"),
+             py::arg("last"), py::arg("keep_masked"), py::arg("temperature"), py::arg("seed"), py::arg("step"));
+}

@@ -1,0 +1,336 @@
+"""The C++ runtime behind a Python face: ``dynin_rt.load`` and :class:`Model`.
+
+A Model owns one ``_C.Engine`` (weights mapped once, read-only) and may serve calls from several
+Python threads at once: each call gets its own scratch memory and releases the GIL in C++.
+Generation semantics equal :mod:`dynin_rt.reference` with ``CounterNoise(seed)``: identical tokens
+in exact mode; ``mode="fast"`` (KV reuse + threshold decoding) is approximate and labelled so.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _native
+from .checkpoint import ModelConfig, parse_config
+from .errors import CheckpointError
+from .export.weights import MANIFEST, export_weights, read_manifest
+from .tokens import TextTokenizer, TokenLayout
+
+_C = _native._C
+MODES = ("exact", "fast")
+CACHES = ("none", "prefix", "dual")
+BACKENDS = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class GenerationStats:
+    """What one generate call did: forward passes, denoising steps, tokens committed per step, time."""
+
+    forwards: int = 0
+    steps: int = 0
+    committed_per_step: list = field(default_factory=list)
+    seconds_forward: float = 0.0
+    seconds_sample: float = 0.0
+
+    @property
+    def tokens_per_step(self) -> float:
+        return sum(self.committed_per_step) / max(self.steps, 1)
+
+    def to_dict(self) -> dict:
+        return {
+            "forwards": self.forwards,
+            "steps": self.steps,
+            "committed_per_step": list(self.committed_per_step),
+            "tokens_per_step": self.tokens_per_step,
+            "seconds_forward": self.seconds_forward,
+            "seconds_sample": self.seconds_sample,
+        }
+
+
+def _cache_root() -> str:
+    return os.environ.get("DYNIN_RT_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "dynin_rt"))
+
+
+def _export_key(hf_dir: str, dtype: str) -> str:
+    """Changes when the checkpoint's files change (path, size and mtime of each) or the dtype does."""
+    h = hashlib.sha256(f"{os.path.abspath(hf_dir)}|{dtype}".encode())
+    for name in sorted(os.listdir(hf_dir)):
+        path = os.path.join(hf_dir, name)
+        if os.path.isfile(path):
+            st = os.stat(path)
+            h.update(f"{name}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:24]
+
+
+def _checkpoint_dtype(hf_dir: str) -> str:
+    from .checkpoint import read_config, weight_files
+    from safetensors import safe_open
+
+    files = weight_files(hf_dir)
+    first = next(iter(files.items()))
+    with safe_open(first[1], framework="pt") as f:
+        dt = f.get_slice(first[0]).get_dtype()
+    return {"BF16": "bf16", "F16": "fp16"}.get(dt, "fp32")
+
+
+def _resolve_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    has_cuda = _native.build_info()["cuda"]
+    if backend == "cuda" and not has_cuda:
+        raise ValueError("this build of dynin_rt has no CUDA backend: reinstall with -Ccmake.define.DYNIN_RT_CUDA=ON")
+    if backend == "auto":
+        if has_cuda and _C.cuda_device_count() > 0:
+            return "cuda"
+        return "cpu"
+    return backend
+
+
+class Model:
+    """A loaded Dynin-Omni (or MMaDA / LLaDA) backbone on the C++ runtime."""
+
+    def __init__(self, directory: str, backend: str = "cpu", device: int = 0):
+        manifest = read_manifest(directory)
+        self.directory = directory
+        self.dtype: str = manifest["dtype"]
+        try:
+            self.config: ModelConfig = ModelConfig(**manifest["config"])
+            layout = manifest["token_layout"]
+            self.layout = TokenLayout(vocab_size=int(layout["vocab_size"]), text_vocab=layout["text_vocab"])
+        except (TypeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"{os.path.join(directory, MANIFEST)}: malformed config or token layout ({exc})") from exc
+        self._tokenizer = TextTokenizer(directory) if os.path.isfile(os.path.join(directory, "tokenizer.json")) else None
+        self.backend = _resolve_backend(backend)
+        self._engine = _C.Engine(
+            os.path.join(directory, manifest["weights"]),
+            self.config.to_dict(),
+            layout,
+            self.dtype,
+            self.backend,
+            device,
+        )
+        self._local = threading.local()
+
+    # -- info ----------------------------------------------------------------------------------
+    @property
+    def tokenizer(self) -> TextTokenizer:
+        if self._tokenizer is None:
+            from .errors import TokenizerMissingError
+
+            raise TokenizerMissingError("this model directory has no tokenizer.json: text-level calls need it")
+        return self._tokenizer
+
+    @property
+    def last_stats(self) -> GenerationStats | None:
+        """Stats of this thread's last generate call."""
+        return getattr(self._local, "stats", None)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"Model({c.model_type}, d_model={c.d_model}, layers={c.n_layers}, vocab={c.vocab_size}, "
+            f"dtype={self.dtype}, backend={self.backend})"
+        )
+
+    # -- calls ---------------------------------------------------------------------------------
+    def _set_stats(self, raw: dict) -> GenerationStats:
+        stats = GenerationStats(**raw)
+        self._local.stats = stats
+        return stats
+
+    def logits(self, input_ids, attention_mask=None) -> np.ndarray:
+        """input_ids [B, T] -> logits [B, T, V] float32 (NaN rows at pads dropped by the mask)."""
+        return self._engine.logits(_as_array(input_ids), None if attention_mask is None else _as_array(attention_mask))
+
+    def generate_text(
+        self,
+        prompt_ids,
+        gen_length: int = 128,
+        steps: int = 128,
+        block_length: int = 128,
+        temperature: float = 0.0,
+        cfg_scale: float = 0.0,
+        remasking: str = "low_confidence",
+        attention_mask=None,
+        mode: str = "exact",
+        threshold: float | None = None,
+        factor: float | None = None,
+        cache: str | None = None,
+        seed: int = 0,
+        on_block=None,
+    ) -> np.ndarray:
+        """LLaDA block sampler: prompt_ids [B, P] -> ids [B, P + gen_length] (int64).
+
+        mode "exact": the reference's schedule, identical tokens to
+        ``reference.llada_generate(..., noise=CounterNoise(seed))``. mode "fast" (approximate): dual
+        KV cache and threshold decoding (threshold 0.9 unless ``factor`` selects the factor rule);
+        ``cache`` overrides the cache ("none", "prefix", "dual"). on_block(block, canvas [B, T]) is
+        called after each finished block.
+        """
+        select, threshold, factor, cache = _fast_options(mode, threshold, factor, cache)
+        if remasking not in ("low_confidence", "random"):
+            raise ValueError(f"remasking must be low_confidence or random, not {remasking!r}")
+        ids, raw = self._engine.generate_text(
+            _as_array(prompt_ids),
+            None if attention_mask is None else _as_array(attention_mask),
+            gen_length,
+            steps,
+            block_length,
+            float(temperature),
+            float(cfg_scale),
+            remasking == "random",
+            select,
+            threshold,
+            factor,
+            cache,
+            _seed(seed),
+            on_block,
+        )
+        self._set_stats(raw)
+        return ids.astype(np.int64)
+
+    def generate_image(
+        self,
+        input_ids,
+        attention_mask,
+        uncond_input_ids=None,
+        uncond_attention_mask=None,
+        seq_len: int = 1024,
+        timesteps: int = 18,
+        guidance_scale: float = 0.0,
+        temperature: float = 1.0,
+        resolution: int = 512,
+        seed: int = 0,
+    ) -> np.ndarray:
+        """MaskGIT sampler over ``input_ids[:, -(seq_len+1):-1]`` -> codes [B, seq_len] (int64)."""
+        from .reference.samplers import maskgit_floors
+
+        if not isinstance(timesteps, int) or timesteps <= 0:
+            raise ValueError(f"timesteps must be a positive integer, got {timesteps!r}")
+        if not isinstance(seq_len, int) or seq_len <= 0:
+            raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}")
+        codes, raw = self._engine.generate_image(
+            _as_array(input_ids),
+            _as_array(attention_mask),
+            None if uncond_input_ids is None else _as_array(uncond_input_ids),
+            None if uncond_attention_mask is None else _as_array(uncond_attention_mask),
+            seq_len,
+            maskgit_floors(seq_len, timesteps),
+            float(temperature),
+            float(guidance_scale),
+            int(resolution),
+            _seed(seed),
+        )
+        self._set_stats(raw)
+        return codes.astype(np.int64)
+
+    def generate_speech(
+        self,
+        input_ids,
+        attention_mask=None,
+        max_new_tokens: int | None = None,
+        steps: int = 256,
+        block_length: int = 128,
+        temperature: float = 0.0,
+        cfg_scale: float = 0.0,
+        mode: str = "exact",
+        threshold: float | None = None,
+        factor: float | None = None,
+        cache: str | None = None,
+        seed: int = 0,
+        on_block=None,
+    ) -> list[np.ndarray]:
+        """Text-to-speech sampler -> per row the speech units [n] (int64), cut at the first end."""
+        select, threshold, factor, cache = _fast_options(mode, threshold, factor, cache)
+        units, raw = self._engine.generate_speech(
+            _as_array(input_ids),
+            None if attention_mask is None else _as_array(attention_mask),
+            -1 if max_new_tokens is None else int(max_new_tokens),
+            steps,
+            block_length,
+            float(temperature),
+            float(cfg_scale),
+            select,
+            threshold,
+            factor,
+            cache,
+            _seed(seed),
+            on_block,
+        )
+        self._set_stats(raw)
+        return [u.astype(np.int64) for u in units]
+
+
+def _fast_options(mode, threshold, factor, cache):
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    if cache is not None and cache not in CACHES:
+        raise ValueError(f"cache must be one of {CACHES}, not {cache!r}")
+    if mode == "exact":
+        if threshold is not None or factor is not None:
+            raise ValueError("threshold and factor apply to mode='fast'")
+        return "topk", 0.9, 1.0, cache or "none"
+    if threshold is not None and factor is not None:
+        raise ValueError("pass threshold or factor, not both")
+    if factor is not None:
+        if not factor > 0:
+            raise ValueError(f"factor must be > 0, got {factor!r}")
+        return "factor", 0.9, float(factor), cache or "dual"
+    threshold = 0.9 if threshold is None else float(threshold)
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+    return "threshold", threshold, 1.0, cache or "dual"
+
+
+def _seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    return int(seed) & ((1 << 64) - 1)
+
+
+def _as_array(x) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch tensors, without importing torch here
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x)
+    if arr.dtype == object:
+        raise ValueError("expected an integer array")
+    return arr
+
+
+def load(path: str | os.PathLike, backend: str = "auto", dtype: str | None = None, device: int = 0,
+         text_vocab_size: int | None = None, progress: bool | None = None) -> Model:
+    """Load an exported dynin_rt directory, or an HF checkpoint directory (exported into the cache
+    directory ``$DYNIN_RT_CACHE`` or ~/.cache/dynin_rt on first use, with a progress bar).
+
+    dtype: "fp32" | "bf16" | "fp16"; None keeps the exported / checkpoint dtype.
+    """
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise CheckpointError(f"{path!r} is not a directory")
+    if os.path.isfile(os.path.join(path, MANIFEST)):
+        manifest = read_manifest(path)
+        if dtype is not None and dtype != manifest["dtype"]:
+            raise ValueError(
+                f"{path} was exported as {manifest['dtype']}; re-export with `dynin-rt export --dtype {dtype}` "
+                "or load the HF checkpoint directory"
+            )
+        return Model(path, backend=backend, device=device)
+    parse_config(_read_json(os.path.join(path, "config.json")))  # fail fast on a bad config
+    dtype = dtype or _checkpoint_dtype(path)
+    out = os.path.join(_cache_root(), _export_key(path, dtype))
+    if not os.path.isfile(os.path.join(out, MANIFEST)):
+        export_weights(path, out, dtype=dtype, text_vocab_size=text_vocab_size, progress=progress)
+    return Model(out, backend=backend, device=device)
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from exc
