@@ -108,8 +108,10 @@ def main() -> None:
         toks[name] = tok
         for s in grids:
             codes = inputs[s]
-            pixels = torch.rand(args.batch, 3, DOWNSAMPLE * s, DOWNSAMPLE * s, generator=torch.Generator().manual_seed(s)) * 2 - 1
-            for op, fn in (("decode", lambda: tok.decode(codes)), ("encode", lambda: tok.encode(pixels, preprocess=False))):
+            side = DOWNSAMPLE * s
+            pixels = torch.rand(args.batch, 3, side, side, generator=torch.Generator().manual_seed(s)) * 2 - 1
+            calls = (("decode", lambda: tok.decode(codes)), ("encode", lambda: tok.encode(pixels, preprocess=False)))
+            for op, fn in calls:
                 med, times = median_seconds(fn, repeats, warmup=1)
                 gmacs = conv_macs(cfg, op, s) * args.batch / 1e9
                 results.append({

@@ -75,7 +75,8 @@ def test_wrong_shape_is_named(small_ckpt, tmp_path):
         s["encoder.conv_in.weight"] = torch.zeros(32, 3, 1, 1)
 
     bad = _rewrite(small_ckpt, tmp_path / "bad", edit)
-    with pytest.raises(CheckpointError, match=r"encoder.conv_in.weight has shape \(32, 3, 1, 1\), expected \(32, 3, 3, 3\)"):
+    msg = r"encoder.conv_in.weight has shape \(32, 3, 1, 1\), expected \(32, 3, 3, 3\)"
+    with pytest.raises(CheckpointError, match=msg):
         load_magvit_model(bad)
 
 

@@ -5,13 +5,15 @@ Graphs
 decoder   ``codes`` int32 [B, h, w] -> ``pixels`` float32 [B, 3, 16h, 16w]   (codebook Gather included)
 encoder   ``pixels`` float32 [B, 3, H, W] -> ``latent`` float32 [B, 13, H/16, W/16] (before the sign step)
 
-Batch and grid axes are dynamic. ``precision`` ``"fp16"`` / ``"bf16"`` writes a mixed-precision
-graph for TensorRT's strongly typed mode (the only mode in TensorRT 11, where the FP16/BF16 builder
-flags are gone): weights and activations in the reduced type, GroupNorm and the attention logits and
-softmax in fp32 (``GroupNorm32`` and ``AttnBlock`` cast explicitly), graph inputs and outputs
-fp32. ``"fp32"`` is the reference graph that onnxruntime runs. The decoder takes the grid as a 3-D input, so no square root is
+Batch and grid axes are dynamic. The decoder takes the grid as a 3-D input, so no square root is
 computed in the graph; the LFQ sign step of the encoder is left to the host, where it is exact and
 where the latent's distance from 0 explains any code that differs between backends.
+
+``precision="fp32"`` is the reference graph that onnxruntime runs. ``"fp16"`` / ``"bf16"`` write a
+mixed-precision graph for TensorRT's strongly typed mode (the only mode in TensorRT 11, where the
+FP16/BF16 builder flags are gone): weights and activations in the reduced type, GroupNorm and the
+attention logits and softmax in fp32 (``GroupNorm32`` and ``AttnBlock`` cast explicitly), graph
+inputs and outputs fp32. bf16 is untested: ONNX Conv only admits bfloat16 from opset 22.
 
 NOTE(export): the TorchScript-based exporter (``dynamo=False``) is used on purpose. At opset 17 it
 writes GroupNorm as Reshape -> InstanceNormalization -> Reshape -> Mul/Add, which TensorRT imports
@@ -74,7 +76,8 @@ class EncoderGraph(nn.Module):
         return self.model.encoder(pixels.to(dtype)).float()
 
 
-def _export(module: nn.Module, example: torch.Tensor, out_path: str, in_name: str, out_name: str, axes: dict) -> str:
+def _export(module: nn.Module, example: torch.Tensor, out_path: str, in_name: str, out_name: str,
+            axes: dict) -> str:
     tmp = f"{out_path}.tmp{os.getpid()}"
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of dynamo (see the NOTE at the top) and
@@ -98,7 +101,8 @@ def _export(module: nn.Module, example: torch.Tensor, out_path: str, in_name: st
     return out_path
 
 
-def export_decoder_onnx(model: MagvitModel, out_path: str, precision: str = "fp32", example_grid: int = 2) -> str:
+def export_decoder_onnx(model: MagvitModel, out_path: str, precision: str = "fp32",
+                        example_grid: int = 2) -> str:
     """Write the decoder graph.
 
     Parameters
@@ -122,7 +126,8 @@ def export_decoder_onnx(model: MagvitModel, out_path: str, precision: str = "fp3
     return _export(DecoderGraph(_cast_model(model, precision)), example, out_path, "codes", "pixels", axes)
 
 
-def export_encoder_onnx(model: MagvitModel, out_path: str, precision: str = "fp32", example_grid: int = 2) -> str:
+def export_encoder_onnx(model: MagvitModel, out_path: str, precision: str = "fp32",
+                        example_grid: int = 2) -> str:
     """Write the encoder graph.
 
     Parameters

@@ -168,7 +168,9 @@ def build_engine(
         )
     onnx_path = os.fspath(onnx_path)
     profiles = _check_profiles(profiles)
-    cache_dir = os.fspath(cache_dir) if cache_dir else os.path.join(os.path.dirname(os.path.abspath(onnx_path)), "engines")
+    if cache_dir is None:
+        cache_dir = os.path.join(os.path.dirname(os.path.abspath(onnx_path)), "engines")
+    cache_dir = os.fspath(cache_dir)
     os.makedirs(cache_dir, exist_ok=True)
     gpu = _gpu_identity(device)
     meta = engine_cache_key(onnx_path, profiles, precision, gpu, trt.__version__, weak_typing)

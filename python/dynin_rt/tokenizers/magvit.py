@@ -33,7 +33,7 @@ from .magvit_image import (
     preprocess_images,
     sample_frame_indices,
 )
-from .magvit_net import CODEBOOK_SIZE, DOWNSAMPLE, LFQuantizer, MagvitConfig, MagvitModel
+from .magvit_net import CODEBOOK_SIZE, DOWNSAMPLE, LFQuantizer, MagvitConfig
 
 PRECISIONS = ("fp16", "bf16", "fp32")
 # Token grids the runtime uses (336, 480 and 512 px); TensorRT gets one optimization profile each.
@@ -197,7 +197,9 @@ class MagvitV2:
         config = read_magvit_config(path)
         wpath = weights_path(path)
         if status.name == "torch":
-            dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            if device is None:
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+            dev = torch.device(device)
             return cls(config, status, dev, model=load_magvit_model(path, dev))
 
         from ..export.magvit_onnx import export_magvit_onnx
@@ -220,7 +222,8 @@ class MagvitV2:
         engines = {}
         for part in ("decoder", "encoder"):
             profiles = magvit_profiles(part, grids, max_batch)
-            engine = build_engine(onnx_paths[part], profiles, precision=precision, cache_dir=os.path.join(art_dir, "engines"))
+            engine = build_engine(onnx_paths[part], profiles, precision=precision,
+                                  cache_dir=os.path.join(art_dir, "engines"))
             engines[part] = TensorRTRunner(engine, device=dev.index or 0)
         return cls(config, status, dev, decoder=engines["decoder"], encoder=engines["encoder"])
 
@@ -312,7 +315,9 @@ class MagvitV2:
         latent = self.encode_latent(pixels)
         return self._lfq.latent_to_codes(latent.cpu()).numpy()
 
-    def encode_video(self, frames, num_frames: int = VIDEO_FRAMES, resolution: int = RESOLUTION_UNDERSTANDING) -> np.ndarray:
+    def encode_video(
+        self, frames, num_frames: int = VIDEO_FRAMES, resolution: int = RESOLUTION_UNDERSTANDING
+    ) -> np.ndarray:
         """Sample frames as the official video loader does and encode each one.
 
         Parameters
@@ -333,7 +338,9 @@ class MagvitV2:
             if frames.ndim != 4:
                 raise ValueError(f"video arrays must be uint8 [T, H, W, 3], got shape {frames.shape}")
         elif not isinstance(frames, (list, tuple)):
-            raise TypeError(f"frames must be a list of PIL images or a uint8 array [T, H, W, 3], not {type(frames).__name__}")
+            raise TypeError(
+                f"frames must be a list of PIL images or a uint8 array [T, H, W, 3], not {type(frames).__name__}"
+            )
         idx = sample_frame_indices(len(frames), num_frames)
         picked = frames[idx] if isinstance(frames, np.ndarray) else [frames[i] for i in idx]
         return self.encode(picked, resolution=resolution)
