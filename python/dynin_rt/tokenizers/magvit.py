@@ -144,7 +144,10 @@ class MagvitV2:
     codebook_size = CODEBOOK_SIZE
     downsample = DOWNSAMPLE
 
-    def __init__(self, config: MagvitConfig, status: BackendStatus, device, model=None, decoder=None, encoder=None):
+    def __init__(
+        self, config: MagvitConfig, status: BackendStatus, device, model=None, decoder=None, encoder=None,
+        max_batch: int | None = None,
+    ):
         self.config = config
         self.backend = status.name
         self.backend_reason = status.reason
@@ -153,6 +156,7 @@ class MagvitV2:
         self._decoder = decoder  # runner: {"codes": int32 [B, s, s]} -> {"pixels": [B, 3, 16s, 16s]}
         self._encoder = encoder  # runner: {"pixels": [B, 3, H, W]} -> {"latent": [B, 13, H/16, W/16]}
         self._lfq = LFQuantizer()
+        self._max_batch = max_batch  # TensorRT engines accept at most this many images per call
 
     @classmethod
     def from_pretrained(
@@ -185,7 +189,7 @@ class MagvitV2:
         grids : tuple of int
             Token grid sides that get their own TensorRT optimization profile.
         max_batch : int
-            Largest batch a TensorRT engine accepts.
+            Largest batch a TensorRT engine accepts; larger batches are run in chunks.
 
         Returns
         -------
@@ -225,7 +229,7 @@ class MagvitV2:
             engine = build_engine(onnx_paths[part], profiles, precision=precision,
                                   cache_dir=os.path.join(art_dir, "engines"))
             engines[part] = TensorRTRunner(engine, device=dev.index or 0)
-        return cls(config, status, dev, decoder=engines["decoder"], encoder=engines["encoder"])
+        return cls(config, status, dev, decoder=engines["decoder"], encoder=engines["encoder"], max_batch=max_batch)
 
     # -----------------------------------------------------------------------------------------
     # decode
@@ -250,7 +254,8 @@ class MagvitV2:
             return self._model.decode_codes(grid.to(self.device))
         if self.backend == "onnx":
             return torch.from_numpy(self._decoder({"codes": grid.to(torch.int32).numpy()})["pixels"])
-        return self._decoder({"codes": grid.to(self.device, torch.int32)})["pixels"].float()
+        grid = grid.to(self.device, torch.int32)
+        return torch.cat([self._decoder({"codes": g})["pixels"].float() for g in grid.split(self._max_batch)])
 
     def decode(self, codes) -> np.ndarray:
         """Codes -> uint8 RGB images.
@@ -290,7 +295,8 @@ class MagvitV2:
             return self._model.encoder(x.to(self.device))
         if self.backend == "onnx":
             return torch.from_numpy(self._encoder({"pixels": x.numpy()})["latent"])
-        return self._encoder({"pixels": x.to(self.device)})["latent"].float()
+        x = x.to(self.device)
+        return torch.cat([self._encoder({"pixels": c})["latent"].float() for c in x.split(self._max_batch)])
 
     def encode(self, images, preprocess: bool = True, resolution: int = RESOLUTION_UNDERSTANDING) -> np.ndarray:
         """Images -> codes.
