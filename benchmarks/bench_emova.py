@@ -14,7 +14,8 @@ is written once to the temp folder (``--small``: the small test variant). For ea
 * parity with the PyTorch twin on the same noise: vocoder SNR in dB and the fraction of identical
   encoder units;
 * streaming agreement (PyTorch): whole-sequence streaming vs ``decode`` (SNR dB), and incremental
-  streaming (units arriving in 25-unit blocks) vs ``decode``: length ratio and SNR.
+  streaming (units arriving in 25-unit blocks) vs ``decode``: fraction of equal durations, length
+  ratio, SNR (NaN when the lengths differ).
 """
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def _first_chunk_latency(sp: EmovaSpeech, units, repeats: int) -> float:
         stream = sp.decode_stream(units, seed=0)
         next(stream)
         stream.close()
-        lat.append(sp.last_stream_timing.first_chunk_latency)
+        lat.append(sp.last_stream.first_chunk_latency)
     return float(np.median(lat[1:]))
 
 
@@ -137,9 +138,11 @@ def main() -> None:
     whole_stream = np.concatenate(list(ref.decode_stream(units, seed=0)))
     blocks = iter(np.array_split(units, max(1, units.size // 25)))
     inc_stream = np.concatenate(list(ref.decode_stream(blocks, seed=0)))
+    same_dur = np.mean(np.array(ref.last_stream.durations) == ref.durations(units, seed=0))
     streaming = {
         "whole_sequence_snr_db": _snr(ref_wav, whole_stream),
         "incremental_25_unit_blocks": {
+            "equal_durations": round(float(same_dur), 4),
             "length_ratio": round(inc_stream.size / ref_wav.size, 4),
             "snr_db": _snr(ref_wav, inc_stream),
             "note": "the text encoder is bidirectional: units rendered before the sentence is complete can get "

@@ -107,7 +107,8 @@ def test_stream_of_a_whole_sequence_matches_decode(sp):
     stream = np.concatenate(chunks)
     assert stream.shape == whole.shape
     assert _snr(whole, stream) > 60
-    assert sp.last_stream_timing.first_chunk_latency > 0
+    assert sp.last_stream.first_chunk_latency > 0
+    assert sp.last_stream.durations == sp.durations(units, seed=4).tolist()
 
 
 def test_incremental_stream(sp):

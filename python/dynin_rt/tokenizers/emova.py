@@ -18,7 +18,7 @@ import os
 import re
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -41,8 +41,8 @@ _UNIT_TOKEN = re.compile(r"<\|speech_(\d+)\|>")
 
 
 @dataclass
-class StreamTiming:
-    """Wall-clock marks of the last :meth:`EmovaSpeech.decode_stream` call (seconds, ``perf_counter``).
+class StreamReport:
+    """What the last :meth:`EmovaSpeech.decode_stream` call did (times in seconds, ``perf_counter``).
 
     Attributes
     ----------
@@ -50,10 +50,13 @@ class StreamTiming:
         When the stream had received enough units to render the first chunk.
     first_audio : float
         When the first chunk was handed out.
+    durations : list of int
+        Frames given to each unit so far (compare with :meth:`EmovaSpeech.durations`).
     """
 
     first_units_ready: float = float("nan")
     first_audio: float = float("nan")
+    durations: list = field(default_factory=list)
 
     @property
     def first_chunk_latency(self) -> float:
@@ -82,7 +85,7 @@ class EmovaSpeech:
         self.hop_length = config.u2s.hop_length
         self.styles = tuple(sorted(config.style2idx, key=config.style2idx.get))
         self._styles = vocoder.style_embedding.weight.detach().cpu().numpy()
-        self.last_stream_timing = StreamTiming()
+        self.last_stream = StreamReport()
         self.checkpoint_dir = None
 
     # ------------------------------------------------------------------------------------------
@@ -298,7 +301,7 @@ class EmovaSpeech:
         Yields
         ------
         np.ndarray
-            ``[S_i]`` float32 chunks at :attr:`sample_rate`. :attr:`last_stream_timing` records when the
+            ``[S_i]`` float32 chunks at :attr:`sample_rate`. :attr:`last_stream` records when the
             first chunk's units were final and when its audio came out.
         """
         if min(chunk_frames, first_chunk_frames, chunk_units, max_text_units) < 1 or min(context_frames,
@@ -307,7 +310,7 @@ class EmovaSpeech:
         self._check_scales(noise_scale, noise_scale_w, length_scale)
         g = self._style_g(style)
         a = self.config.u2s
-        timing = self.last_stream_timing = StreamTiming()
+        timing = self.last_stream = StreamReport()
         pending = []                       # units received so far
         state = {"done": 0, "frames": 0, "emitted": 0}
         zs = []                            # final prior samples, [1, D, n] pieces
@@ -321,6 +324,7 @@ class EmovaSpeech:
                                                  unit_noise(seed, lo, hi - lo) * np.float32(noise_scale_w))
             keep = slice(done - lo, end - lo)
             dur = durations_from_logw(logw[0, 0, keep], length_scale)
+            timing.durations.extend(dur.tolist())
             m, logs = np.repeat(m_p[0][:, keep], dur, axis=1), np.repeat(logs_p[0][:, keep], dur, axis=1)
             if m.shape[1]:
                 noise = frame_noise(seed, state["frames"], m.shape[1], m.shape[0])
