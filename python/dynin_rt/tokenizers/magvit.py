@@ -222,12 +222,14 @@ class MagvitV2:
         from ..export.tensorrt import build_engine
 
         dev = torch.device(device) if device is not None else torch.device("cuda")
+        if dev.type != "cuda":
+            raise ValueError(f"the tensorrt backend runs on CUDA devices only, got device={device!r}")
         onnx_paths = export_magvit_onnx(path, art_dir, precision)
         engines = {}
         for part in ("decoder", "encoder"):
             profiles = magvit_profiles(part, grids, max_batch)
             engine = build_engine(onnx_paths[part], profiles, precision=precision,
-                                  cache_dir=os.path.join(art_dir, "engines"))
+                                  cache_dir=os.path.join(art_dir, "engines"), device=dev.index or 0)
             engines[part] = TensorRTRunner(engine, device=dev.index or 0)
         return cls(config, status, dev, decoder=engines["decoder"], encoder=engines["encoder"], max_batch=max_batch)
 
