@@ -400,6 +400,13 @@ class TensorRTRunner:
         """
         import torch
 
+        # TensorRT enqueues on the current CUDA device; make it the engine's one.
+        with torch.cuda.device(self.device):
+            return self._run(inputs)
+
+    def _run(self, inputs: dict) -> dict:
+        import torch
+
         missing = set(self.input_names) - set(inputs)
         extra = set(inputs) - set(self.input_names)
         if missing or extra:
