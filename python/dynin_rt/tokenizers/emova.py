@@ -73,7 +73,7 @@ class EmovaSpeech:
     """
 
     def __init__(self, config: EmovaConfig, vocoder: EmovaVocoder, spiral: SpiralNet, runner, device,
-                 backend_reason: str = ""):
+                 backend_reason: str = "", checkpoint_dir=None):
         self.config = config
         self.vocoder, self.spiral = vocoder, spiral
         self.runner = runner
@@ -86,7 +86,7 @@ class EmovaSpeech:
         self.styles = tuple(sorted(config.style2idx, key=config.style2idx.get))
         self._styles = vocoder.style_embedding.weight.detach().cpu().numpy()
         self.last_stream = StreamReport()
-        self.checkpoint_dir = None
+        self.checkpoint_dir = checkpoint_dir
 
     # ------------------------------------------------------------------------------------------
     # construction
@@ -110,8 +110,9 @@ class EmovaSpeech:
             Where the ONNX graphs / TensorRT engines are written and reused; default a per-checkpoint
             folder under ``$DYNIN_RT_CACHE`` (``~/.cache/dynin_rt``).
         precision : str
-            TensorRT engine precision, ``"fp16"``, ``"bf16"`` or ``"fp32"`` (normalisations, softmax
-            and the spline stay in fp32).
+            TensorRT precision of the wave graph (flow + generator: all the vocoder's compute, no
+            normalisations), ``"fp16"``, ``"bf16"`` or ``"fp32"``; the text and encoder graphs (spline,
+            layer norms, softmax, FSQ rounding) are always fp32.
 
         Raises
         ------
@@ -135,9 +136,8 @@ class EmovaSpeech:
             from ..export.emova_onnx import graph_runner
 
             runner = graph_runner(status, vocoder, spiral, path, export_dir=export_dir, precision=precision)
-        sp = cls(config, vocoder, spiral, runner, device, backend_reason=status.reason)
-        sp.checkpoint_dir = os.fspath(path)
-        return sp
+        return cls(config, vocoder, spiral, runner, device, backend_reason=status.reason,
+                   checkpoint_dir=os.fspath(path))
 
     # ------------------------------------------------------------------------------------------
     # units -> speech
