@@ -7,3 +7,27 @@ from dynin_rt.testing import write_backbone
 def tiny_ckpt(tmp_path_factory):
     """A tiny Dynin-Omni checkpoint in the official layout (sharded fp32 safetensors + tokenizer)."""
     return write_backbone(tmp_path_factory.mktemp("tiny_ckpt"))
+
+
+@pytest.fixture(scope="session")
+def runtime_cache(tmp_path_factory):
+    """Keeps HF -> runtime exports of the tests out of the user's cache."""
+    import os
+
+    path = str(tmp_path_factory.mktemp("dynin_rt_cache"))
+    os.environ["DYNIN_RT_CACHE"] = path
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_runtime(tiny_ckpt, runtime_cache):
+    import dynin_rt
+
+    return dynin_rt.load(tiny_ckpt, backend="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_reference(tiny_ckpt):
+    from dynin_rt.reference import DyninOmni
+
+    return DyninOmni.from_pretrained(tiny_ckpt)

@@ -26,15 +26,20 @@ int64_t CanvasLayout::row_of_slot(int64_t slot) const {
 }
 
 void rope_tables(int64_t max_pos, int64_t head_dim, double theta, std::vector<float>* sin, std::vector<float>* cos) {
+    // The reference builds the angles in fp32 (inv_freq = 1 / theta^(2j/D), angle = pos * inv_freq,
+    // each rounded to fp32); the rounding of large angles dominates its error, so it is reproduced
+    // here. sin and cos of the fp32 angle are then taken in double and rounded once.
     const int64_t half = head_dim / 2;
     sin->assign(static_cast<size_t>(max_pos * half), 0.0f);
     cos->assign(static_cast<size_t>(max_pos * half), 0.0f);
     for (int64_t j = 0; j < half; ++j) {
-        const double inv_freq = 1.0 / std::pow(theta, static_cast<double>(2 * j) / static_cast<double>(head_dim));
+        const float exponent = static_cast<float>(2 * j) / static_cast<float>(head_dim);
+        const float base = static_cast<float>(std::pow(static_cast<double>(static_cast<float>(theta)), static_cast<double>(exponent)));
+        const float inv_freq = 1.0f / base;
         for (int64_t pos = 0; pos < max_pos; ++pos) {
-            const double angle = static_cast<double>(pos) * inv_freq;
-            (*sin)[pos * half + j] = static_cast<float>(std::sin(angle));
-            (*cos)[pos * half + j] = static_cast<float>(std::cos(angle));
+            const float angle = static_cast<float>(pos) * inv_freq;
+            (*sin)[pos * half + j] = static_cast<float>(std::sin(static_cast<double>(angle)));
+            (*cos)[pos * half + j] = static_cast<float>(std::cos(static_cast<double>(angle)));
         }
     }
 }

@@ -9,6 +9,7 @@
 #include "cpu_ops.h"
 #include "dynin_rt/common.h"
 #include "dynin_rt/counter_rng.h"
+#include "row_reductions.h"
 #include "thread_pool.h"
 
 namespace dynin_rt {
@@ -29,39 +30,26 @@ struct Choice {
 };
 
 Choice choose(const CommitStepParams& p, int64_t c) {
-    const float* l = p.logits + c * p.ld;
-    const int64_t n = p.n_cols;
     const uint64_t row = static_cast<uint64_t>(p.cand_row[c]), pos = static_cast<uint64_t>(p.cand_pos[c]);
-    // T2S scales its logits by the temperature (float32, as the reference) and samples at any T.
-    const bool scaled = p.choice == TokenChoice::kCategorical && p.temperature > 0.0;
-    const float inv_t = scaled ? static_cast<float>(std::max(p.temperature, 1e-5)) : 1.0f;
-    auto value = [&](int64_t j) { return scaled ? l[j] / inv_t : l[j]; };
-
-    int64_t best = 0;
+    // T2S divides its logits by the temperature (in fp32, as the reference) and samples at any T.
+    LogitsRow r{p.logits + c * p.ld, p.n_cols};
+    if (p.choice == TokenChoice::kCategorical && p.temperature > 0.0)
+        r.divisor = static_cast<float>(std::max(p.temperature, 1e-5));
+    int64_t best;
     if (p.choice == TokenChoice::kArgmax || (p.choice == TokenChoice::kGumbelOfficial && p.temperature == 0.0)) {
-        float m = l[0];
-        for (int64_t j = 1; j < n; ++j)
-            if (l[j] > m) { m = l[j]; best = j; }
+        best = row_argmax(r);
     } else {
         // Gumbel-max on the counter noise of (seed, token stream, step, row, position, column):
         // argmax l + T G for LLaDA's exp(l) / (-log u)^T, argmax l / T + G for a categorical draw.
         const double t = p.choice == TokenChoice::kGumbelOfficial ? p.temperature : 1.0;
-        const uint64_t key = counter_key(p.seed, kStreamToken, static_cast<uint64_t>(p.step), row, pos);
-        double m = -INFINITY;
-        for (int64_t j = 0; j < n; ++j) {
-            const double v = static_cast<double>(value(j)) + t * gumbel_from_uniform(bits_to_uniform(counter_at(key, j)));
-            if (v > m) { m = v; best = j; }
-        }
+        best = row_gumbel_argmax(r, t, counter_key(p.seed, kStreamToken, static_cast<uint64_t>(p.step), row, pos));
     }
     double confidence;
     if (p.confidence == ConfidenceKind::kRandom) {
         confidence = bits_to_uniform(counter_key(p.seed, kStreamRemask, static_cast<uint64_t>(p.step), row, pos));
     } else {
-        double m = -INFINITY;
-        for (int64_t j = 0; j < n; ++j) m = std::max(m, static_cast<double>(value(j)));
-        double sum = 0.0;
-        for (int64_t j = 0; j < n; ++j) sum += std::exp(static_cast<double>(value(j)) - m);
-        confidence = std::exp(static_cast<double>(value(best)) - m) / sum;
+        const double m = row_max(r);
+        confidence = std::exp(static_cast<double>(r.at(best)) - m) / row_sum_exp(r, m);
     }
     return {best, confidence};
 }

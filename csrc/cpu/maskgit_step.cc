@@ -7,6 +7,7 @@
 
 #include "cpu_ops.h"
 #include "dynin_rt/counter_rng.h"
+#include "row_reductions.h"
 #include "thread_pool.h"
 
 namespace dynin_rt {
@@ -16,21 +17,13 @@ void cpu_maskgit_step(const MaskgitStepParams& p) {
     std::vector<int32_t> sample(static_cast<size_t>(p.n_cand));
     parallel_for(p.n_cand, [&](int64_t c0, int64_t c1) {
         for (int64_t c = c0; c < c1; ++c) {
-            const float* l = p.logits + c * p.ld;
+            const LogitsRow r{p.logits + c * p.ld, p.n_codes};
             const uint64_t row = static_cast<uint64_t>(p.cand_row[c]), index = static_cast<uint64_t>(p.cand_index[c]);
-            const uint64_t key = counter_key(p.seed, kStreamToken, static_cast<uint64_t>(p.step), row, index);
-            int64_t best = 0;
-            double best_v = -INFINITY;
-            float m = -INFINITY;
-            for (int64_t j = 0; j < p.n_codes; ++j) {
-                const double v = static_cast<double>(l[j]) + gumbel_from_uniform(bits_to_uniform(counter_at(key, j)));
-                if (v > best_v) { best_v = v; best = j; }
-                m = std::max(m, l[j]);
-            }
-            // softmax probability of the sample in fp32, as the reference's probs tensor
-            float sum = 0.0f;
-            for (int64_t j = 0; j < p.n_codes; ++j) sum += std::exp(l[j] - m);
-            const float prob = std::exp(l[best] - m) / sum;
+            const int64_t best = row_gumbel_argmax(
+                r, 1.0, counter_key(p.seed, kStreamToken, static_cast<uint64_t>(p.step), row, index));
+            // softmax probability of the sample, rounded to fp32 as the reference's probs tensor
+            const double m = row_max(r);
+            const float prob = static_cast<float>(std::exp(static_cast<double>(r.at(best)) - m) / row_sum_exp(r, m));
             const double u = bits_to_uniform(counter_key(p.seed, kStreamRemask, static_cast<uint64_t>(p.step), row, index));
             confidence[c] = static_cast<double>(std::log(std::max(prob, 1e-20f))) + p.temperature * gumbel_from_uniform(u);
             sample[c] = static_cast<int32_t>(best);
