@@ -90,7 +90,8 @@ def main() -> None:
 
     ckpt = args.checkpoint
     if ckpt is None:
-        ckpt = os.path.join(tempfile.gettempdir(), "dynin_rt_bench_emova_small" if args.small else "dynin_rt_bench_emova")
+        name = "dynin_rt_bench_emova_small" if args.small else "dynin_rt_bench_emova"
+        ckpt = os.path.join(tempfile.gettempdir(), name)
         if not os.path.isfile(os.path.join(ckpt, "model.safetensors")):
             write_emova(ckpt, small=args.small)
     export_dir = os.path.join(tempfile.gettempdir(), f"dynin_rt_bench_emova_export_{os.path.basename(ckpt)}")

@@ -115,7 +115,8 @@ def test_wrong_shape_is_named(tmp_path, small_ckpt):
 
 
 def test_fsq_levels_are_checked(tmp_path, small_ckpt):
-    path = _edited(tmp_path, small_ckpt, lambda t: t.update({"encoder.quantizer._levels_np": torch.tensor([8.0, 8, 8, 5])}))
+    levels = torch.tensor([8.0, 8, 8, 5])
+    path = _edited(tmp_path, small_ckpt, lambda t: t.update({"encoder.quantizer._levels_np": levels}))
     with pytest.raises(CheckpointError, match="_levels_np"):
         EmovaSpeech.from_pretrained(path)
 

@@ -174,7 +174,7 @@ def emova_profiles(vocoder: EmovaVocoder, spiral: SpiralNet) -> dict[str, list]:
 
 
 def graph_runner(status, vocoder: EmovaVocoder, spiral: SpiralNet, ckpt_dir, export_dir=None,
-                 precision: str = "fp16") -> GraphRunner:
+                 precision: str = "fp16", device=None) -> GraphRunner:
     """Export (or reuse) the graphs of a checkpoint and open them on ``status.name``'s backend.
 
     Parameters
@@ -189,18 +189,25 @@ def graph_runner(status, vocoder: EmovaVocoder, spiral: SpiralNet, ckpt_dir, exp
         Folder for ONNX files and engines; default ``<cache>/emova/<digest>``.
     precision : str
         TensorRT precision of the wave graph (``"fp16"``, ``"bf16"``, ``"fp32"``); onnxruntime is fp32.
+    device : torch.device, optional
+        onnxruntime: a CPU device forces the CPU provider. TensorRT: the CUDA device to build and run on.
 
     Returns
     -------
     GraphRunner
         With ``max_frames`` set to the largest ``T_y`` one wave call accepts (None: unbounded).
     """
-    from ..tokenizers.backends import OnnxRunner, TensorRTRunner
+    from ..tokenizers.backends import BackendUnavailableError, OnnxRunner, TensorRTRunner
 
     out_dir = export_dir or os.path.join(default_cache_dir(), "emova", checkpoint_digest(ckpt_dir))
+    device = torch.device(device) if device is not None else None
     if status.name == "onnx":
+        providers = ["CPUExecutionProvider"] if device is not None and device.type == "cpu" else list(status.providers)
         paths = export_emova_onnx(vocoder, spiral, out_dir)
-        return GraphRunner("onnx", {g: OnnxRunner(p, providers=list(status.providers)) for g, p in paths.items()})
+        return GraphRunner("onnx", {g: OnnxRunner(p, providers=providers) for g, p in paths.items()})
+    if device is None or device.type != "cuda":
+        raise BackendUnavailableError(f"the tensorrt backend runs on a CUDA device, not {device}")
+    index = device.index if device.index is not None else torch.cuda.current_device()
     from .tensorrt import build_engine
 
     paths = export_emova_onnx(vocoder, spiral, out_dir, wave_precision=precision)
@@ -208,6 +215,7 @@ def graph_runner(status, vocoder: EmovaVocoder, spiral: SpiralNet, ckpt_dir, exp
     engines = {}
     for graph, path in paths.items():
         label = precision if graph == WAVE_GRAPH else "fp32"
-        engines[graph] = TensorRTRunner(build_engine(path, profiles[graph], precision=label,
-                                                     cache_dir=os.path.join(out_dir, "engines")))
+        engine = build_engine(path, profiles[graph], precision=label, cache_dir=os.path.join(out_dir, "engines"),
+                              device=index)
+        engines[graph] = TensorRTRunner(engine, device=index)
     return GraphRunner("tensorrt", engines, max_frames=WAVE_FRAMES[2])

@@ -45,7 +45,8 @@ def _layout(module: nn.Module, prefix: str) -> dict[str, tuple]:
     for mod_name, sub in module.named_modules():
         names = getattr(sub, "checkpoint_names", {})
         for param, spelled in names.items():
-            spell[f"{mod_name}.{param}" if mod_name else param] = (mod_name, spelled, getattr(sub, "weight_norm_dim", 0))
+            full = f"{mod_name}.{param}" if mod_name else param
+            spell[full] = (mod_name, spelled, getattr(sub, "weight_norm_dim", 0))
     out = {}
     for name, t in module.state_dict().items():
         shape = tuple(t.shape)
@@ -79,7 +80,8 @@ def _decoder_training_layout(a: U2SArch) -> dict[str, tuple]:
     out.update(_layout(nn.Conv1d(h, 2 * a.inter_channels, 1), "decoder.enc_q.proj."))
     # MelStyleEncoder(spec_channels, hidden, gin, kernel 5, 2 heads)
     for name, mod in (("spectral.0.fc", nn.Linear(a.spec_channels, h)), ("spectral.3.fc", nn.Linear(h, h)),
-                      ("temporal.0.conv1.conv", nn.Conv1d(h, 2 * h, 5)), ("temporal.1.conv1.conv", nn.Conv1d(h, 2 * h, 5)),
+                      ("temporal.0.conv1.conv", nn.Conv1d(h, 2 * h, 5)),
+                      ("temporal.1.conv1.conv", nn.Conv1d(h, 2 * h, 5)),
                       ("slf_attn.w_qs", nn.Linear(h, h)), ("slf_attn.w_ks", nn.Linear(h, h)),
                       ("slf_attn.w_vs", nn.Linear(h, h)), ("slf_attn.fc", nn.Linear(h, h)),
                       ("fc.fc", nn.Linear(h, a.gin_channels))):

@@ -105,7 +105,8 @@ class EmovaSpeech:
             ``"torch"``, ``"onnx"``, ``"tensorrt"`` or ``"auto"`` (TensorRT, then onnxruntime, then
             PyTorch). A forced backend that cannot run here raises ``BackendUnavailableError``.
         device : str or torch.device, optional
-            Where the PyTorch twins (and the mel front end) run; default CUDA when torch sees a GPU.
+            Where the PyTorch twins and the mel front end run; default CUDA when torch sees a GPU. With
+            ``"onnx"`` a CPU device forces onnxruntime's CPU provider; ``"tensorrt"`` needs CUDA.
         export_dir : str, optional
             Where the ONNX graphs / TensorRT engines are written and reused; default a per-checkpoint
             folder under ``$DYNIN_RT_CACHE`` (``~/.cache/dynin_rt``).
@@ -135,7 +136,8 @@ class EmovaSpeech:
         else:
             from ..export.emova_onnx import graph_runner
 
-            runner = graph_runner(status, vocoder, spiral, path, export_dir=export_dir, precision=precision)
+            runner = graph_runner(status, vocoder, spiral, path, export_dir=export_dir, precision=precision,
+                                  device=device)
         return cls(config, vocoder, spiral, runner, device, backend_reason=status.reason,
                    checkpoint_dir=os.fspath(path))
 
@@ -188,7 +190,8 @@ class EmovaSpeech:
         arr = np.asarray(sdp_noise, dtype=np.float32)
         arr = arr[None] if arr.ndim == 2 else arr
         if arr.shape != (1, 2, count):
-            raise ValueError(f"sdp_noise must have shape [1, 2, {count}] (one pair per unit), got {np.shape(sdp_noise)}")
+            raise ValueError(f"sdp_noise must have shape [1, 2, {count}] (one pair per unit), "
+                             f"got {np.shape(sdp_noise)}")
         return arr
 
     def durations(self, units, style: str = DEFAULT_STYLE, noise_scale_w: float = 0.8, length_scale: float = 1.0,
@@ -237,8 +240,8 @@ class EmovaSpeech:
         units = self._check_units(units)
         self._check_scales(noise_scale, noise_scale_w, length_scale)
         g = self._style_g(style)
-        m_p, logs_p, logw = self.runner.text(units_to_symbols(units, self.config.u2s), g,
-                                             self._sdp_noise(sdp_noise, seed, 0, units.size) * np.float32(noise_scale_w))
+        sdp = self._sdp_noise(sdp_noise, seed, 0, units.size) * np.float32(noise_scale_w)
+        m_p, logs_p, logw = self.runner.text(units_to_symbols(units, self.config.u2s), g, sdp)
         dur = durations_from_logw(logw[0, 0], length_scale)
         m, logs = expand_frames(m_p[0], dur)[None], expand_frames(logs_p[0], dur)[None]
         t_y, channels = m.shape[2], m.shape[1]

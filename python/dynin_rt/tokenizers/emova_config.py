@@ -194,7 +194,8 @@ class EmovaConfig:
         style_dim = raw.get("u2s_dim_styles") or u2s.gin_channels
         bad = {k: v for k, v in style2idx.items() if not (isinstance(v, int) and 0 <= v < num_styles)}
         if bad:
-            raise CheckpointError(f"{where}: u2s_style2idx rows outside [0, {num_styles}): {dict(list(bad.items())[:3])}")
+            raise CheckpointError(f"{where}: u2s_style2idx rows outside [0, {num_styles}): "
+                                  f"{dict(list(bad.items())[:3])}")
         if style_dim != u2s.gin_channels:
             raise CheckpointError(f"{where}: u2s_dim_styles {style_dim} != gin_channels {u2s.gin_channels}")
         return cls(u2s=u2s, s2u=s2u, style2idx=dict(style2idx), num_styles=int(num_styles), style_dim=int(style_dim))

@@ -2,7 +2,8 @@
 
 Every runner takes and returns numpy arrays:
 
-* ``text(ids [1, T_x] int64 (int32 inside the graphs), g [1, G, 1], sdp_noise [1, 2, T_x]) -> (m_p, logs_p [1, D, T_x], logw [1, 1, T_x])``
+* ``text(ids [1, T_x] int64 (int32 inside the graphs), g [1, G, 1], sdp_noise [1, 2, T_x])``
+  ``-> (m_p, logs_p [1, D, T_x], logw [1, 1, T_x])``
 * ``wave(z_p [1, D, T_y], g [1, G, 1]) -> wav [1, 1, hop * T_y]``
 * ``units(feats [1, n_mels, T]) -> units [1, ceil(T / 4)] int64``
 

@@ -54,7 +54,8 @@ def slaney_mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float
 
     def hz_to_mel(f):
         f = np.asarray(f, dtype=np.float64)
-        return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, min_log_hz) / min_log_hz) / logstep, f / f_sp)
+        log_part = min_log_mel + np.log(np.maximum(f, min_log_hz) / min_log_hz) / logstep
+        return np.where(f >= min_log_hz, log_part, f / f_sp)
 
     def mel_to_hz(m):
         return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)

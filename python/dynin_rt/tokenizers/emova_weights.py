@@ -45,7 +45,8 @@ def read_safetensors(path) -> dict[str, torch.Tensor]:
     path = os.fspath(path)
     file = os.path.join(path, WEIGHTS_FILE) if os.path.isdir(path) else path
     if not os.path.isfile(file):
-        raise CheckpointError(f"weights not found: {file} (an emova_speech_tokenizer_hf directory holds {WEIGHTS_FILE})")
+        raise CheckpointError(f"weights not found: {file} "
+                              f"(an emova_speech_tokenizer_hf directory holds {WEIGHTS_FILE})")
     try:
         raw = load_file(file)
     except (SafetensorError, OSError) as e:
