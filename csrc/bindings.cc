@@ -93,6 +93,18 @@ BlockCallback wrap_callback(const py::object& fn, int64_t batch, int64_t length)
     };
 }
 
+// Messages may quote bytes from a hostile file: decode them leniently.
+void set_error(PyObject* type, const char* what) {
+    PyObject* msg = PyUnicode_DecodeUTF8(what, static_cast<Py_ssize_t>(std::strlen(what)), "backslashreplace");
+    if (!msg) {
+        PyErr_Clear();
+        PyErr_SetString(type, "dynin_rt: error message could not be decoded");
+        return;
+    }
+    PyErr_SetObject(type, msg);
+    Py_DECREF(msg);
+}
+
 struct PyEngine {
     std::shared_ptr<Engine> engine;
     TokenLayout tokens;
@@ -177,9 +189,9 @@ PYBIND11_MODULE(_C, m) {
         try {
             if (p) std::rethrow_exception(p);
         } catch (const FormatError& e) {
-            PyErr_SetString(checkpoint_error.ptr(), e.what());
+            set_error(checkpoint_error.ptr(), e.what());
         } catch (const InvalidArgument& e) {
-            PyErr_SetString(PyExc_ValueError, e.what());
+            set_error(PyExc_ValueError, e.what());
         }
     });
 
@@ -211,6 +223,14 @@ PYBIND11_MODULE(_C, m) {
         }
         return out;
     }, "Maps and validates a safetensors file; returns {name: (dtype, shape)} or raises CheckpointError.");
+
+    m.def("inspect_safetensors_bytes", [](const py::bytes& data) {
+        const std::string buf = data;
+        const auto tensors = parse_safetensors(reinterpret_cast<const unsigned char*>(buf.data()), buf.size(), "<bytes>");
+        py::dict out;
+        for (const auto& [name, t] : tensors) out[py::str(name)] = py::make_tuple(dtype_name(t.dtype), t.shape);
+        return out;
+    }, "Validates safetensors bytes as the file loader does (the fuzzing entry point).");
 
     m.def("counter_uniform", [](uint64_t seed, uint64_t stream, uint64_t step, uint64_t row, uint64_t pos, int64_t index) {
         const uint64_t key = counter_key(seed, stream, step, row, pos);

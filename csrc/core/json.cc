@@ -122,6 +122,27 @@ class Parser {
         }
     }
 
+    // Copies one well-formed multi-byte UTF-8 sequence (no overlongs, surrogates or > U+10FFFF).
+    void utf8_sequence(std::string& out) {
+        const auto b0 = static_cast<unsigned char>(*p_);
+        int len;
+        uint32_t cp;
+        if (b0 >= 0xC2 && b0 <= 0xDF) { len = 2; cp = b0 & 0x1F; }
+        else if (b0 >= 0xE0 && b0 <= 0xEF) { len = 3; cp = b0 & 0x0F; }
+        else if (b0 >= 0xF0 && b0 <= 0xF4) { len = 4; cp = b0 & 0x07; }
+        else fail("invalid UTF-8 in string");
+        if (end_ - p_ < len) fail("truncated UTF-8 sequence");
+        for (int i = 1; i < len; ++i) {
+            const auto b = static_cast<unsigned char>(p_[i]);
+            if ((b & 0xC0) != 0x80) fail("invalid UTF-8 in string");
+            cp = (cp << 6) | (b & 0x3F);
+        }
+        if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+            fail("invalid UTF-8 in string");
+        out.append(p_, len);
+        p_ += len;
+    }
+
     uint32_t hex4() {
         if (end_ - p_ < 4) fail("truncated \\u escape");
         uint32_t cp = 0;
@@ -144,6 +165,11 @@ class Parser {
             const char c = *p_++;
             if (c == '"') return out;
             if (static_cast<unsigned char>(c) < 0x20) fail("control character in string");
+            if (static_cast<unsigned char>(c) >= 0x80) {
+                --p_;
+                utf8_sequence(out);
+                continue;
+            }
             if (c != '\\') { out += c; continue; }
             if (p_ >= end_) fail("unterminated escape");
             const char e = *p_++;

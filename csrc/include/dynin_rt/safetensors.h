@@ -23,6 +23,10 @@ struct TensorView {
     }
 };
 
+// Validates the header of the safetensors bytes [data, data + size) and returns views into them.
+// `what` names the source in error messages. Used on mapped files and, by the fuzzer, on buffers.
+std::map<std::string, TensorView> parse_safetensors(const unsigned char* data, size_t size, const std::string& what);
+
 class SafetensorsFile {
  public:
     explicit SafetensorsFile(const std::string& path);

@@ -13,8 +13,6 @@ import shutil
 import struct
 import sys
 
-import torch
-
 from ..checkpoint import CheckpointReader, ModelConfig, read_config
 from ..errors import CheckpointError
 from ..tokens import EOA_ID, EOS_ID, MASK_ID, TextTokenizer, TokenLayout
@@ -24,7 +22,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = ("fp32", "bf16", "fp16")
 _SAFETENSORS_DTYPE = {"fp32": "F32", "bf16": "BF16", "fp16": "F16"}
 
 
@@ -99,6 +97,8 @@ def export_weights(
     progress : bool, optional
         Show a progress bar (default: when stderr is a terminal).
     """
+    import torch  # the exporter converts with torch; loading an exported model never imports it
+
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     hf_dir, out_dir = os.fspath(hf_dir), os.fspath(out_dir)
@@ -111,7 +111,8 @@ def export_weights(
         raise ValueError("out_dir must differ from the HF checkpoint directory")
     os.makedirs(out_dir, exist_ok=True)
     shapes = runtime_tensor_shapes(cfg)
-    torch_dtype, elem = DTYPES[dtype], DTYPES[dtype].itemsize
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    elem = torch_dtype.itemsize
 
     # Header first (every offset is known from the config), then the tensors in the same order.
     header, offset = {}, 0
