@@ -33,7 +33,8 @@ def test_loader_survives_libfuzzer_mutations(tmp_path):
         (corpus / f"seed{i}.safetensors").write_bytes(data)
     harness = os.path.join(os.path.dirname(__file__), "fuzz", "fuzz_safetensors.py")
     proc = subprocess.run(
-        [sys.executable, harness, str(corpus), f"-runs={RUNS}", "-max_len=4096", "-seed=1"],
+        [sys.executable, harness, str(corpus), f"-runs={RUNS}", "-max_len=4096", "-seed=1",
+         f"-artifact_prefix={tmp_path}/"],
         capture_output=True,
         text=True,
         timeout=600,
