@@ -1,5 +1,9 @@
 #include "ops_binding.h"
 
+#include <algorithm>
+#include <chrono>
+#include <vector>
+
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
@@ -71,6 +75,69 @@ class Ops {
         p.n = n;
         p.k = k;
         p.accumulate = !y0.is_none();
+        be_->gemm(p);
+        return download<float>(be_.get(), dy, {m, n});
+    }
+
+    // Median seconds of the gemm kernel alone (operands uploaded once), for benchmarks.
+    double time_gemm(const Arr<float>& x, const py::array& w, const std::string& dtype, int repeats, bool packed) {
+        DYNIN_CHECK_ARG(x.ndim() == 2 && w.ndim() == 2 && x.shape(1) == w.shape(1) && repeats > 0, "time_gemm: x [m, k], w [n, k]");
+        const int64_t m = x.shape(0), k = x.shape(1), n = w.shape(0);
+        DeviceBuffer dx = upload(be_.get(), x), dw;
+        GemmParams p;
+        if (dtype == "fp32") {
+            dw = upload(be_.get(), Arr<float>::ensure(w));
+            p.w_dtype = DType::F32;
+        } else {
+            DYNIN_CHECK_ARG(dtype == "bf16", "time_gemm: dtype fp32 or bf16");
+            dw = upload(be_.get(), Arr<uint16_t>::ensure(w));
+            p.w_dtype = DType::BF16;
+        }
+        DeviceBuffer dy(be_.get(), sizeof(float) * std::max<int64_t>(m * n, 1));
+        p.x = dx.as<float>();
+        p.ldx = k;
+        p.w = dw.as<void>();
+        p.ldw = k;
+        p.y = dy.as<float>();
+        p.ldy = n;
+        p.m = m;
+        p.n = n;
+        p.k = k;
+        std::vector<DeviceBuffer> storage;
+        if (packed) pack(p, n, k, &storage);
+        py::gil_scoped_release nogil;
+        be_->gemm(p);  // warm-up
+        be_->synchronize();
+        std::vector<double> times;
+        for (int r = 0; r < repeats; ++r) {
+            const auto t0 = std::chrono::steady_clock::now();
+            be_->gemm(p);
+            be_->synchronize();
+            times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        }
+        std::sort(times.begin(), times.end());
+        return times[times.size() / 2];
+    }
+
+    // y [m, n] = x . w[row0 : row0 + n]^T through the backend's packed weight layout.
+    py::array_t<float> gemm_packed(const Arr<float>& x, const Arr<float>& w, int64_t row0, int64_t n) {
+        DYNIN_CHECK_ARG(x.ndim() == 2 && w.ndim() == 2 && x.shape(1) == w.shape(1) && row0 >= 0 && n > 0 &&
+                            row0 + n <= w.shape(0),
+                        "gemm_packed: x [m, k], w [N, k], rows [row0, row0 + n) inside w");
+        const int64_t m = x.shape(0), k = x.shape(1);
+        DeviceBuffer dx = upload(be_.get(), x), dw = upload(be_.get(), w), dy(be_.get(), sizeof(float) * m * n);
+        GemmParams p;
+        p.x = dx.as<float>();
+        p.ldx = k;
+        p.w = dw.as<void>();
+        p.y = dy.as<float>();
+        p.ldy = n;
+        p.m = m;
+        p.k = k;
+        std::vector<DeviceBuffer> storage;
+        pack(p, w.shape(0), k, &storage);
+        p.n = n;
+        p.w_row0 = row0;
         be_->gemm(p);
         return download<float>(be_.get(), dy, {m, n});
     }
@@ -214,6 +281,13 @@ class Ops {
     }
 
  private:
+    void pack(GemmParams& p, int64_t n, int64_t k, std::vector<DeviceBuffer>* storage) {
+        const void* packed = be_->pack_weights(p.w, DType::F32, n, k, storage);
+        DYNIN_CHECK_ARG(packed, "this backend does not pack weights");
+        p.w = packed;
+        p.w_packed = true;
+    }
+
     std::unique_ptr<Backend> be_;
 };
 
@@ -223,6 +297,9 @@ void bind_ops(py::module_& m) {
     py::class_<Ops>(m, "Ops", "Each backend kernel on numpy arrays (tests and benchmarks).")
         .def(py::init<const std::string&>(), py::arg("backend") = "cpu")
         .def("gemm", &Ops::gemm, py::arg("x"), py::arg("w"), py::arg("dtype") = "fp32", py::arg("y") = py::none())
+        .def("time_gemm", &Ops::time_gemm, py::arg("x"), py::arg("w"), py::arg("dtype") = "fp32", py::arg("repeats") = 5,
+             py::arg("packed") = false)
+        .def("gemm_packed", &Ops::gemm_packed, py::arg("x"), py::arg("w"), py::arg("row0"), py::arg("n"))
         .def("rms_norm", &Ops::rms_norm, py::arg("x"), py::arg("w"), py::arg("eps"))
         .def("rope", &Ops::rope, py::arg("q"), py::arg("k"), py::arg("positions"), py::arg("head_dim"), py::arg("theta"))
         .def("attention", &Ops::attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("q_start"), py::arg("k_start"),

@@ -180,3 +180,19 @@ def test_counter_rng_twins_agree():
     for args in [(0, 1, 0, 0, 0, 0), (7, 2, 3, 1, 9, 138000), (2**63 + 5, 1, 100, 3, 4095, 17)]:
         assert _C.counter_uniform(*args) == counter_uniform(*args)
     assert _C.counter_uniform(7, 2, 3, 1, 9) == counter_uniform(7, 2, 3, 1, 9)
+
+
+@pytest.mark.parametrize("m, row0, n", [(1, 0, 16), (5, 3, 40), (12, 16, 33), (13, 7, 200), (40, 100, 17)])
+def test_gemm_on_packed_weights(m, row0, n):
+    # The LM head slices its packed copy at any row (e.g. the image codes start at 126372).
+    if not hasattr(OPS, "gemm_packed"):
+        pytest.skip("no packed kernel in this build")
+    k = 37
+    x = RNG.standard_normal((m, k), dtype=np.float32)
+    w = RNG.standard_normal((row0 + n + 5, k), dtype=np.float32)
+    want = (torch.from_numpy(x).double() @ torch.from_numpy(w[row0:row0 + n]).double().T).numpy()
+    try:
+        got = OPS.gemm_packed(x, w, row0, n)
+    except ValueError as exc:
+        pytest.skip(f"this CPU build does not pack weights ({exc})")
+    assert rel_err(got, want) < 1e-5

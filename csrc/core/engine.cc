@@ -46,6 +46,8 @@ void rope_tables(int64_t max_pos, int64_t head_dim, double theta, std::vector<fl
 
 namespace {
 
+constexpr int64_t kPackedHeadRows = 64;
+
 template <typename T>
 T* ensure(DeviceBuffer& buf, Backend* backend, int64_t count) {
     buf.ensure(backend, sizeof(T) * static_cast<size_t>(std::max<int64_t>(count, 1)));
@@ -58,6 +60,7 @@ Engine::Engine(const ModelConfig& cfg, std::shared_ptr<const ModelWeights> weigh
     : cfg_(cfg), weights_(std::move(weights)), backend_(std::move(backend)) {
     cfg_.validate();
     w_ = weights_->place(backend_.get(), /*widen_f16=*/backend_->name() == "cpu", &storage_);
+    lm_head_packed_ = backend_->pack_weights(w_.lm_head, w_.dtype, cfg_.vocab_size, cfg_.d_model, &storage_);
     std::vector<float> s, c;
     rope_tables(cfg_.max_seq_len, cfg_.head_dim(), cfg_.rope_theta, &s, &c);
     rope_sin_ = DeviceBuffer(backend_.get(), sizeof(float) * s.size());
@@ -184,9 +187,18 @@ const float* Engine::forward(const ForwardArgs& a, Workspace& ws) const {
     float* head_norm = head_in + R * d;
     be->copy_rows({x, d, d_rows, head_in, d, nullptr, R, d});
     be->rms_norm({head_in, w_.final_norm, w_.dtype, head_norm, R, d, eps});
+    // Few rows stream the (packed) head once; many rows are a plain sgemm.
+    const bool packed = lm_head_packed_ && R <= kPackedHeadRows;
     for (const ColumnRange& c : a.columns) {
-        const void* w = static_cast<const char*>(w_.lm_head) + dtype_size(w_.dtype) * c.token * d;
-        be->gemm({head_norm, d, w, w_.dtype, d, logits + c.col, C, R, c.count, d, false});
+        GemmParams g{head_norm, d, w_.lm_head, w_.dtype, d, logits + c.col, C, R, c.count, d, false};
+        if (packed) {
+            g.w = lm_head_packed_;
+            g.w_packed = true;
+            g.w_row0 = c.token;
+        } else {
+            g.w = static_cast<const char*>(w_.lm_head) + dtype_size(w_.dtype) * c.token * d;
+        }
+        be->gemm(g);
     }
     return logits;
 }

@@ -1,19 +1,13 @@
 // Reductions over one logits row shared by the fused sampler steps (commit_step.cc,
 // maskgit_step.cc): max, sum of exp in double, and Gumbel-max on the counter noise. The AVX-512
-// paths process 8 doubles at a time (exp and log from glibc's libmvec) and give the same results
-// as the scalar paths up to the last bits of exp/log.
+// paths process 8 doubles at a time (exp and log from simd_math.h) and give the same results as the
+// scalar paths up to the last bits of exp/log.
 #pragma once
 #include <cmath>
 #include <cstdint>
 
-#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(DYNIN_RT_HAVE_MVEC)
-#include <immintrin.h>
-extern "C" __m512d _ZGVeN8v_exp(__m512d);
-extern "C" __m512d _ZGVeN8v_log(__m512d);
-#define DYNIN_RT_ROW_SIMD 1
-#endif
-
 #include "dynin_rt/counter_rng.h"
+#include "simd_math.h"
 
 namespace dynin_rt {
 
@@ -44,7 +38,7 @@ inline int64_t row_argmax(const LogitsRow& r) {
 inline double row_sum_exp(const LogitsRow& r, double m) {
     double sum = 0.0;
     int64_t j = 0;
-#if DYNIN_RT_ROW_SIMD
+#if DYNIN_RT_SIMD_MATH
     __m512d acc = _mm512_setzero_pd();
     const __m512d vm = _mm512_set1_pd(m);
     const __m256 div = _mm256_set1_ps(r.divisor);
@@ -64,7 +58,7 @@ inline int64_t row_gumbel_argmax(const LogitsRow& r, double t, uint64_t key) {
     int64_t best = 0;
     double best_v = -INFINITY;
     int64_t j = 0;
-#if DYNIN_RT_ROW_SIMD
+#if DYNIN_RT_SIMD_MATH
     const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
     const __m512i k_index = _mm512_set1_epi64(static_cast<long long>(0x9E3779B97F4A7C15ull));
     const __m512i m1 = _mm512_set1_epi64(static_cast<long long>(0xBF58476D1CE4E5B9ull));

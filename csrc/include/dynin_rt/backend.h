@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "dynin_rt/dtype.h"
 
@@ -23,6 +24,10 @@ struct GemmParams {
     int64_t ldy = 0;
     int64_t m = 0, n = 0, k = 0;
     bool accumulate = false;
+    // w is a packed copy from Backend::pack_weights (then ldw is unused) and the product covers its
+    // rows [w_row0, w_row0 + n).
+    bool w_packed = false;
+    int64_t w_row0 = 0;
 };
 
 // out[i, :] = table[ids[i], :]
@@ -149,6 +154,8 @@ struct MaskgitStepParams {
     int64_t step = 0;
 };
 
+class DeviceBuffer;
+
 class Backend {
  public:
     virtual ~Backend() = default;
@@ -162,6 +169,11 @@ class Backend {
     virtual void synchronize() {}
 
     virtual void gemm(const GemmParams& p) = 0;
+    // A copy of weight matrix w [n, k] in the backend's preferred GEMM layout, or null when the
+    // backend multiplies the row-major weights directly. The copy lives in *storage.
+    virtual const void* pack_weights(const void* w, DType dtype, int64_t n, int64_t k, std::vector<DeviceBuffer>* storage) {
+        return nullptr;
+    }
     virtual void embed(const EmbedParams& p) = 0;
     virtual void rms_norm(const RmsNormParams& p) = 0;
     virtual void rope(const RopeParams& p) = 0;

@@ -72,6 +72,7 @@ class Engine {
     std::unique_ptr<Backend> backend_;
     std::vector<DeviceBuffer> storage_;  // weights copied to the backend, when they had to be
     WeightSet w_;
+    const void* lm_head_packed_ = nullptr;  // the backend's packed LM head, if it packs
     DeviceBuffer rope_sin_, rope_cos_;    // [max_seq_len, head_dim / 2]
 };
 

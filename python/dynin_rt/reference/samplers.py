@@ -77,11 +77,14 @@ def llada_generate(
     attention_mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     noise=None,
+    on_block=None,
 ) -> torch.Tensor:
     """LLaDA block sampler. prompt_ids [B, P] -> ids [B, P + gen_length].
 
     attention_mask [B, P] keep-mask for the prompt (generated positions are always real); as in the
     official code a bias is built only when it contains a 0, and the CFG pass uses none.
+    on_block(block, canvas) is called with a numpy copy of the canvas [B, P + gen_length] after each
+    finished block (streaming).
     """
     model.check_ids(prompt_ids)
     steps_per_block = check_llada_lengths(gen_length, steps, block_length)
@@ -138,6 +141,8 @@ def llada_generate(
                 _, select_index = torch.topk(confidence[j], k=int(num_transfer[j, i]))
                 transfer_index[j, select_index] = True
             x[transfer_index] = x0[transfer_index]
+        if on_block is not None:
+            on_block(num_block, x.cpu().numpy().copy())
     return x
 
 
@@ -258,6 +263,7 @@ def t2s_generate(
     cfg_scale: float = 0.0,
     generator: torch.Generator | None = None,
     noise=None,
+    on_block=None,
 ) -> list[torch.Tensor]:
     """Text-to-speech (``t2s_generate_mmu_like``) -> per row, speech units [n] in [0, 4096).
 
@@ -265,6 +271,7 @@ def t2s_generate(
     units + <|eoa|> + EOS; tokens are sampled at every temperature (there is no greedy branch); the
     unconditional pass (speech region all [MASK], prompt kept) is the same at every step, so it is
     computed once. Output is cut at the first <|eoa|> / EOS and leftover [MASK]s are dropped.
+    on_block(block, canvas) gets a numpy copy of the canvas after each finished block.
     """
     model.check_ids(input_ids)
     _check_positive(steps=steps, block_length=block_length)
@@ -343,6 +350,8 @@ def t2s_generate(
             mask_full[:, curr] = new_block == MASK_ID
             if not mask_full[:, curr].any():
                 break
+        if on_block is not None:
+            on_block(block_idx, work.cpu().numpy().copy())
 
     outputs = []
     region = work[:, mask_cols[0] : mask_cols[0] + region_len]
