@@ -31,3 +31,15 @@ def tiny_reference(tiny_ckpt):
     from dynin_rt.reference import DyninOmni
 
     return DyninOmni.from_pretrained(tiny_ckpt)
+
+
+@pytest.fixture(scope="session")
+def tiny_omni(tmp_path_factory):
+    """The tiny backbone with small MAGVIT-v2 and EMOVA tokenizers beside it, named as released."""
+    from dynin_rt.testing import write_emova, write_magvit
+
+    d = tmp_path_factory.mktemp("tiny_omni")
+    write_backbone(d)
+    write_magvit(d / "magvitv2", ch=32)
+    write_emova(d / "emova_speech_tokenizer_hf", small=True)
+    return str(d)

@@ -91,10 +91,27 @@ def _resolve_backend(backend: str) -> str:
     return backend
 
 
-class Model:
-    """A loaded Dynin-Omni (or MMaDA / LLaDA) backbone on the C++ runtime."""
+IMAGE_TOKENIZER_DIRS = ("magvitv2", "image_tokenizer", "magvit")
+SPEECH_TOKENIZER_DIRS = ("emova_speech_tokenizer_hf", "speech_tokenizer", "emova")
 
-    def __init__(self, directory: str, backend: str = "cpu", device: int = 0):
+
+def _find_tokenizer(names: tuple[str, ...], roots: list[str]) -> str | None:
+    """A tokenizer directory named like the released repos, inside or beside the model directory."""
+    for root in roots:
+        for base in (root, os.path.dirname(root)):
+            for name in names:
+                path = os.path.join(base, name)
+                if os.path.isfile(os.path.join(path, "config.json")):
+                    return path
+    return None
+
+
+class Model:
+    """A loaded Dynin-Omni (or MMaDA / LLaDA) backbone on the C++ runtime, with its image and speech
+    tokenizers (loaded on first use). ``model.generate(...)`` is :func:`dynin_rt.generate`."""
+
+    def __init__(self, directory: str, backend: str = "cpu", device: int = 0, image_tokenizer: str | None = None,
+                 speech_tokenizer: str | None = None, tokenizer_backend: str | None = None):
         manifest = read_manifest(directory)
         self.directory = directory
         self.dtype: str = manifest["dtype"]
@@ -115,6 +132,13 @@ class Model:
             device,
         )
         self._local = threading.local()
+        roots = [directory] + ([manifest["source"]["path"]] if isinstance(manifest.get("source"), dict) else [])
+        self.image_tokenizer_dir = image_tokenizer or _find_tokenizer(IMAGE_TOKENIZER_DIRS, roots)
+        self.speech_tokenizer_dir = speech_tokenizer or _find_tokenizer(SPEECH_TOKENIZER_DIRS, roots)
+        # On a GPU the tokenizers pick TensorRT / onnxruntime; on a CPU their PyTorch twins.
+        self.tokenizer_backend = tokenizer_backend or ("auto" if self.backend == "cuda" else "torch")
+        self._tokenizers: dict = {}
+        self._tokenizers_lock = threading.Lock()
 
     # -- info ----------------------------------------------------------------------------------
     @property
@@ -124,6 +148,37 @@ class Model:
 
             raise TokenizerMissingError("this model directory has no tokenizer.json: text-level calls need it")
         return self._tokenizer
+
+    def _load_tokenizer(self, kind: str):
+        with self._tokenizers_lock:
+            if kind not in self._tokenizers:
+                from .tokenizers import EmovaSpeech, MagvitV2
+
+                path = self.image_tokenizer_dir if kind == "image" else self.speech_tokenizer_dir
+                if path is None:
+                    raise ValueError(
+                        f"no {kind} tokenizer found beside {self.directory}: pass {kind}_tokenizer=DIR to dynin_rt.load "
+                        f"(the released {'snu-aidas/magvitv2' if kind == 'image' else 'emova_speech_tokenizer_hf'})"
+                    )
+                cls = MagvitV2 if kind == "image" else EmovaSpeech
+                self._tokenizers[kind] = cls.from_pretrained(path, backend=self.tokenizer_backend)
+            return self._tokenizers[kind]
+
+    @property
+    def image_tokenizer(self):
+        """The MAGVIT-v2 tokenizer (images and video frames)."""
+        return self._load_tokenizer("image")
+
+    @property
+    def speech_tokenizer(self):
+        """The EMOVA speech tokenizer (units <-> 22.05 kHz speech)."""
+        return self._load_tokenizer("speech")
+
+    def generate(self, prompt=None, **kwargs):
+        """:func:`dynin_rt.generate` on this model."""
+        from .api import generate
+
+        return generate(self, prompt, **kwargs)
 
     @property
     def last_stats(self) -> GenerationStats | None:
@@ -303,15 +358,22 @@ def _as_array(x) -> np.ndarray:
 
 
 def load(path: str | os.PathLike, backend: str = "auto", dtype: str | None = None, device: int = 0,
-         text_vocab_size: int | None = None, progress: bool | None = None) -> Model:
+         text_vocab_size: int | None = None, progress: bool | None = None, image_tokenizer: str | None = None,
+         speech_tokenizer: str | None = None, tokenizer_backend: str | None = None) -> Model:
     """Load an exported dynin_rt directory, or an HF checkpoint directory (exported into the cache
     directory ``$DYNIN_RT_CACHE`` or ~/.cache/dynin_rt on first use, with a progress bar).
 
+    backend: "auto" (CUDA when built and a GPU is present, else CPU), "cpu" or "cuda".
     dtype: "fp32" | "bf16" | "fp16"; None keeps the exported / checkpoint dtype.
+    image_tokenizer, speech_tokenizer: tokenizer directories; by default directories named like the
+    released repos (magvitv2, emova_speech_tokenizer_hf, or image_tokenizer / speech_tokenizer)
+    inside or beside the checkpoint. tokenizer_backend: "torch" | "onnx" | "tensorrt" | "auto".
     """
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise CheckpointError(f"{path!r} is not a directory")
+    kwargs = dict(backend=backend, device=device, image_tokenizer=image_tokenizer, speech_tokenizer=speech_tokenizer,
+                  tokenizer_backend=tokenizer_backend)
     if os.path.isfile(os.path.join(path, MANIFEST)):
         manifest = read_manifest(path)
         if dtype is not None and dtype != manifest["dtype"]:
@@ -319,13 +381,13 @@ def load(path: str | os.PathLike, backend: str = "auto", dtype: str | None = Non
                 f"{path} was exported as {manifest['dtype']}; re-export with `dynin-rt export --dtype {dtype}` "
                 "or load the HF checkpoint directory"
             )
-        return Model(path, backend=backend, device=device)
+        return Model(path, **kwargs)
     parse_config(_read_json(os.path.join(path, "config.json")))  # fail fast on a bad config
     dtype = dtype or _checkpoint_dtype(path)
     out = os.path.join(_cache_root(), _export_key(path, dtype))
     if not os.path.isfile(os.path.join(out, MANIFEST)):
         export_weights(path, out, dtype=dtype, text_vocab_size=text_vocab_size, progress=progress)
-    return Model(out, backend=backend, device=device)
+    return Model(out, **kwargs)
 
 
 def _read_json(path: str) -> dict:

@@ -122,6 +122,18 @@ def random_state_dict(cfg: dict, seed: int = 0, dtype: torch.dtype = torch.float
     return state
 
 
+_SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]  # 70 syllables
+
+
+def _pseudo_word(i: int) -> str:
+    word = ""
+    while True:
+        i, r = divmod(i, len(_SYLLABLES))
+        word += _SYLLABLES[r]
+        if i == 0:
+            return "\u0120" + word  # the byte-level symbol of a leading space
+
+
 def write_tokenizer(directory: str, length: int = RELEASE_TEXT_VOCAB) -> None:
     """A byte-level BPE tokenizer.json of ``length`` entries whose special ids follow the release."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
@@ -129,8 +141,11 @@ def write_tokenizer(directory: str, length: int = RELEASE_TEXT_VOCAB) -> None:
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     alphabet.sort()
     vocab = {sym: BYTE_BASE + i for i, sym in enumerate(alphabet)}
+    # The rest of the text range: distinct pseudo-words (" bako", " timure", ...), so text sampled
+    # from random weights reads as words rather than placeholders. Encoding never produces them (no
+    # merges), so ordinary text still maps to one id per byte.
     for i in range(len(vocab), FIRST_SPECIAL_ID):
-        vocab[f"<|filler_{i}|>"] = i
+        vocab[_pseudo_word(i)] = i
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()

@@ -1,0 +1,160 @@
+"""What every task shares: the backbone adapter (C++ runtime or PyTorch reference behind one set of
+methods), the official defaults, the Result type and the timing of phases."""
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..noise import CounterNoise
+
+# Official defaults per task (model-spec §8): the demo config and validation scripts of Dynin-Omni.
+DEFAULTS = {
+    "t2t": dict(max_new_tokens=512, steps=128, block_length=128, temperature=1.0, cfg_scale=0.0),
+    "i2t": dict(max_new_tokens=1024, steps=512, block_length=1024, temperature=0.0, cfg_scale=0.0, resolution=336),
+    "v2t": dict(max_new_tokens=128, steps=128, block_length=128, temperature=0.0, cfg_scale=0.0, resolution=336,
+                frames=5),
+    "s2t": dict(max_new_tokens=128, steps=256, block_length=2, temperature=0.0, cfg_scale=0.0),
+    "t2i": dict(steps=20, cfg_scale=3.5, temperature=1.0, resolution=512),
+    "i2i": dict(steps=64, cfg_scale=3.5, temperature=1.0, resolution=336),
+    "t2s": dict(max_new_tokens=383, steps=383, block_length=128, temperature=1.0, cfg_scale=2.5),
+}
+TASKS = tuple(DEFAULTS)
+TASK_NAMES = {
+    "t2t": "text chat",
+    "i2t": "image understanding",
+    "v2t": "video understanding",
+    "s2t": "speech recognition",
+    "t2i": "text to image",
+    "i2i": "image editing",
+    "t2s": "text to speech",
+}
+# The MaskGIT samplers' own `resolution` argument (the uncond-prefix quirk, spec §7.2) keeps the
+# official default of each sampler, whatever the image size.
+UNCOND_PREFIX_RESOLUTION = {"t2i": 512, "i2i": 336}
+
+
+@dataclass
+class Result:
+    """The output of one generate call (or, when streaming, one partial step of it).
+
+    text: generated text (text tasks). image: PIL image (image tasks). audio: float32 samples at
+    sample_rate (text to speech). tokens: the generated ids (text), codes (image) or units (speech).
+    stats: forward passes, steps, tokens committed per step, seconds per phase, tokens/s.
+    partial: True for the intermediate results of a stream; delta: the new text or audio of it.
+    """
+
+    task: str
+    text: str | None = None
+    image: object | None = None
+    audio: np.ndarray | None = None
+    sample_rate: int | None = None
+    tokens: np.ndarray | None = None
+    stats: dict = field(default_factory=dict)
+    partial: bool = False
+    delta: object | None = None
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Write the result: .txt for text, an image format (.png, .jpg, ...) for images, .wav / .flac
+        for speech. Returns the path."""
+        path = os.fspath(path)
+        ext = os.path.splitext(path)[1].lower()
+        if self.text is not None:
+            if ext not in ("", ".txt", ".md"):
+                raise ValueError(f"a text result is saved as .txt, not {ext!r}")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(self.text)
+        elif self.image is not None:
+            self.image.save(path)
+        elif self.audio is not None:
+            import soundfile
+
+            if ext not in (".wav", ".flac", ".ogg"):
+                raise ValueError(f"speech is saved as .wav, .flac or .ogg, not {ext!r}")
+            soundfile.write(path, self.audio, self.sample_rate)
+        else:
+            raise ValueError("this result holds nothing to save")
+        return path
+
+
+class Phases:
+    """Seconds spent per phase of a task (encode media, generate, decode media)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+
+def make_stats(phases: Phases, sampler: dict | None, generated: int) -> dict:
+    stats = dict(sampler or {})
+    stats["seconds"] = {k: round(v, 4) for k, v in phases.seconds.items()}
+    gen = phases.seconds.get("generate", 0.0)
+    stats["generated_tokens"] = int(generated)
+    stats["tokens_per_s"] = round(generated / gen, 2) if gen > 0 else None
+    return stats
+
+
+class Backbone:
+    """The three samplers behind one interface, on the C++ runtime (a dynin_rt.Model) or on the
+    PyTorch reference (a dynin_rt.reference.DyninOmni, fed CounterNoise(seed) so that both agree
+    token for token in exact mode)."""
+
+    def __init__(self, model):
+        from ..reference import DyninOmni
+
+        self.model = model
+        self.is_reference = isinstance(model, DyninOmni)
+        self.tokenizer = model.tokenizer
+        self.layout = model.layout
+        self.max_len = model.config.max_sequence_length
+
+    def stats(self) -> dict | None:
+        if self.is_reference:
+            return None
+        s = self.model.last_stats
+        return s.to_dict() if s else None
+
+    def text(self, prompt: np.ndarray, gen_length, steps, block_length, temperature, cfg_scale, seed, mode, threshold,
+             on_block) -> np.ndarray:
+        if self.is_reference:
+            import torch
+
+            if mode != "exact":
+                raise ValueError("the PyTorch reference runs mode='exact' only")
+            out = self.model.generate_text(torch.as_tensor(prompt), gen_length=gen_length, steps=steps,
+                                           block_length=block_length, temperature=temperature, cfg_scale=cfg_scale,
+                                           noise=CounterNoise(seed), on_block=on_block)
+            return out.numpy()
+        return self.model.generate_text(prompt, gen_length=gen_length, steps=steps, block_length=block_length,
+                                        temperature=temperature, cfg_scale=cfg_scale, seed=seed, mode=mode,
+                                        threshold=threshold, on_block=on_block)
+
+    def image(self, canvas, uncond, n_tokens, steps, cfg_scale, temperature, prefix_resolution, seed) -> np.ndarray:
+        kwargs = dict(seq_len=n_tokens, timesteps=steps, guidance_scale=cfg_scale, temperature=temperature,
+                      resolution=prefix_resolution)
+        if uncond is not None:
+            kwargs.update(uncond_input_ids=uncond.input_ids, uncond_attention_mask=uncond.attention_mask)
+        if self.is_reference:
+            return self.model.generate_image(canvas.input_ids, canvas.attention_mask, noise=CounterNoise(seed), **kwargs).numpy()
+        return self.model.generate_image(canvas.input_ids, canvas.attention_mask, seed=seed, **kwargs)
+
+    def speech(self, canvas, max_new_tokens, steps, block_length, temperature, cfg_scale, seed, mode, threshold,
+               on_block) -> np.ndarray:
+        kwargs = dict(max_new_tokens=max_new_tokens, steps=steps, block_length=block_length, temperature=temperature,
+                      cfg_scale=cfg_scale, on_block=on_block)
+        if self.is_reference:
+            if mode != "exact":
+                raise ValueError("the PyTorch reference runs mode='exact' only")
+            return self.model.generate_speech(canvas.input_ids, canvas.attention_mask, noise=CounterNoise(seed), **kwargs)[0].numpy()
+        return self.model.generate_speech(canvas.input_ids, canvas.attention_mask, seed=seed, mode=mode, threshold=threshold,
+                                          **kwargs)[0]

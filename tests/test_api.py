@@ -1,0 +1,167 @@
+"""dynin_rt.generate for all seven tasks: the runtime's output equals the reference pipeline's for
+the same seed (exact mode), streaming ends with the non-streamed result, bad input is a one-line
+error, and inputs are never modified."""
+import numpy as np
+import pytest
+import soundfile
+
+import dynin_rt
+from dynin_rt.api import select_task, voice_style
+from dynin_rt.reference import DyninOmni
+
+RNG = np.random.default_rng(0)
+IMAGE = (RNG.random((120, 160, 3)) * 255).astype(np.uint8)
+VIDEO = (RNG.random((9, 48, 64, 3)) * 255).astype(np.uint8)
+WAV = (0.3 * np.sin(np.arange(16000) / 16000 * 2 * np.pi * 220)).astype(np.float32)
+
+TASKS = {
+    "t2t": dict(prompt="Explain diffusion LMs", think=True, max_new_tokens=16, steps=8, block_length=8),
+    "i2t": dict(prompt="What is in this picture?", image=IMAGE, max_new_tokens=16, steps=8, block_length=8, resolution=64),
+    "v2t": dict(prompt="Describe the video", video=VIDEO, max_new_tokens=16, steps=8, block_length=16, resolution=32, frames=3),
+    "s2t": dict(audio=WAV, sample_rate=16000, max_new_tokens=8, steps=8, block_length=2),
+    "t2i": dict(prompt="A red fox in the snow", output="image", resolution=128, steps=6),
+    "i2i": dict(prompt="Make it night", image=IMAGE, output="image", resolution=64, steps=6),
+    "t2s": dict(prompt="Hello there", output="speech", max_new_tokens=24, steps=24, block_length=8, voice="male-happy"),
+}
+
+
+@pytest.fixture(scope="module")
+def omni(tiny_omni, runtime_cache):
+    model = dynin_rt.load(tiny_omni, backend="cpu")
+    ref = DyninOmni.from_pretrained(tiny_omni)
+    return model, ref
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_runtime_equals_reference_pipeline(omni, task):
+    model, ref = omni
+    kw = TASKS[task]
+    got = dynin_rt.generate(model, seed=3, progress=False, **kw)
+    want = dynin_rt.generate(ref, seed=3, progress=False, image_tokenizer=model.image_tokenizer,
+                             speech_tokenizer=model.speech_tokenizer, **kw)
+    assert got.task == want.task == task
+    assert np.array_equal(got.tokens, want.tokens)
+    if task in ("t2i", "i2i"):
+        assert np.array_equal(np.asarray(got.image), np.asarray(want.image))
+        assert got.image.size == (kw["resolution"],) * 2
+    elif task == "t2s":
+        assert got.sample_rate == 22050 and got.audio.dtype == np.float32
+        assert np.array_equal(got.audio, want.audio)
+    else:
+        assert got.text == want.text and isinstance(got.text, str)
+    assert got.stats["seconds"]["generate"] > 0 and got.stats["forwards"] >= 1
+
+
+@pytest.mark.parametrize("task", ["t2t", "i2t", "s2t", "t2s"])
+def test_stream_ends_with_the_non_streamed_result(omni, task):
+    model, _ = omni
+    kw = TASKS[task]
+    whole = model.generate(seed=5, progress=False, **kw)
+    parts = list(model.generate(seed=5, progress=False, stream=True, **kw))
+    final = parts[-1]
+    assert not final.partial and all(p.partial for p in parts[:-1])
+    assert np.array_equal(final.tokens, whole.tokens)
+    if task == "t2s":
+        assert np.array_equal(final.audio, whole.audio)
+        if whole.tokens.size:
+            assert sum(p.audio.size for p in parts[:-1]) > 0  # chunks came before the end
+    else:
+        assert final.text == whole.text
+        blocks = kw["max_new_tokens"] // kw["block_length"]
+        assert len(parts) - 1 == blocks
+        assert parts[-2].text == whole.text
+
+
+def test_fast_mode_runs_and_reports_commits(omni):
+    model, _ = omni
+    r = model.generate("Hi", max_new_tokens=16, steps=16, block_length=8, mode="fast", threshold=0.5, progress=False)
+    assert r.stats["steps"] <= 16 and sum(r.stats["committed_per_step"]) == 16
+
+
+def test_inputs_are_not_modified(omni):
+    model, _ = omni
+    image, wav = IMAGE.copy(), WAV.copy()
+    model.generate("what?", image=image, max_new_tokens=8, steps=8, block_length=8, resolution=32, progress=False)
+    model.generate(audio=wav, sample_rate=16000, max_new_tokens=4, steps=4, block_length=2, progress=False)
+    assert np.array_equal(image, IMAGE) and np.array_equal(wav, WAV)
+
+
+def test_media_from_files_and_save(omni, tmp_path):
+    from PIL import Image
+
+    model, _ = omni
+    Image.fromarray(IMAGE).save(tmp_path / "cat.png")
+    soundfile.write(tmp_path / "speech.wav", WAV, 16000)
+    r = model.generate("what?", image=tmp_path / "cat.png", max_new_tokens=8, steps=8, block_length=8, resolution=32,
+                       progress=False)
+    assert open(r.save(tmp_path / "out.txt")).read() == r.text
+    r = model.generate(audio=str(tmp_path / "speech.wav"), max_new_tokens=4, steps=4, block_length=2, progress=False)
+    assert isinstance(r.text, str)
+    r = model.generate("a fox", output="image", resolution=64, steps=4, progress=False)
+    r.save(tmp_path / "fox.png")
+    assert Image.open(tmp_path / "fox.png").size == (64, 64)
+    r = model.generate("hi", output="speech", max_new_tokens=16, steps=16, block_length=8, progress=False)
+    r.save(tmp_path / "hi.wav")
+    data, rate = soundfile.read(tmp_path / "hi.wav")
+    assert rate == 22050 and data.shape == r.audio.shape
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(prompt="x", audio=WAV, sample_rate=16000, output="image"), ValueError, "not audio="),
+        (dict(prompt="x", image=IMAGE, audio=WAV, sample_rate=16000), ValueError, "one of image=, video=, audio="),
+        (dict(prompt="x", output="video"), ValueError, "output must be one of"),
+        (dict(prompt=None), ValueError, "text prompt"),
+        (dict(prompt="x", image="/no/such.png"), FileNotFoundError, "does not exist"),
+        (dict(prompt="x", output="speech", voice="robot"), ValueError, "unknown voice"),
+        (dict(prompt="x", steps=0), ValueError, "steps must be a positive integer"),
+        (dict(prompt="x", temperature=-1.0), ValueError, "temperature"),
+        (dict(prompt="x", resolution=100, output="image"), ValueError, "multiple of 16"),
+        (dict(prompt="x", think=True, output="image"), ValueError, "think= applies to text chat"),
+        (dict(prompt="x", output="image", mode="fast"), ValueError, "no fast mode"),
+        (dict(prompt="x", threshold=0.5), ValueError, "mode='fast'"),
+        (dict(prompt="x", audio=WAV), ValueError, "sample_rate="),
+        (dict(prompt="x " * 3000, max_new_tokens=8, steps=8, block_length=8), ValueError, "exceeds the context"),
+        (dict(prompt="x", max_new_tokens=6, block_length=4, steps=2), ValueError, "not divisible"),
+        (dict(prompt="x", frames=3), ValueError, "frames= does not apply"),
+    ],
+)
+def test_bad_input_is_a_one_line_error(omni, tmp_path, kwargs, error, message):
+    model, _ = omni
+    with pytest.raises(error, match=message) as info:
+        dynin_rt.generate(model, progress=False, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_unreadable_media_files(omni, tmp_path):
+    model, _ = omni
+    bad = tmp_path / "not_an_image.png"
+    bad.write_bytes(b"hello")
+    with pytest.raises(ValueError, match="cannot read image"):
+        model.generate("x", image=bad, progress=False)
+    bad_audio = tmp_path / "noise.wav"
+    bad_audio.write_bytes(b"RIFF0000")
+    with pytest.raises(ValueError, match="cannot read audio"):
+        model.generate(audio=bad_audio, progress=False)
+    bad_video = tmp_path / "clip.mp4"
+    bad_video.write_bytes(b"\0" * 64)
+    with pytest.raises(ValueError, match="cannot decode video"):
+        model.generate("x", video=bad_video, progress=False)
+
+
+def test_task_selection_table():
+    assert select_task("q", None, None, None, "text") == "t2t"
+    assert select_task("q", 1, None, None, "text") == "i2t"
+    assert select_task("q", None, 1, None, "text") == "v2t"
+    assert select_task(None, None, None, 1, "text") == "s2t"
+    assert select_task("q", None, None, None, "image") == "t2i"
+    assert select_task("q", 1, None, None, "image") == "i2i"
+    assert select_task("q", None, None, None, "speech") == "t2s"
+
+
+def test_voice_names():
+    assert voice_style(None) == "gender-female_emotion-neutral_speed-normal_pitch-normal"
+    assert voice_style("male-sad-slow-low") == "gender-male_emotion-sad_speed-slow_pitch-low"
+    full = "gender-female_emotion-happy_speed-fast_pitch-high"
+    assert voice_style(full) == full
