@@ -1,0 +1,73 @@
+"""The dynin-rt command line: generate for every output kind, export, bench and demo."""
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile
+from PIL import Image
+
+from dynin_rt.cli import main
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cache(tmp_path_factory):
+    os.environ["DYNIN_RT_CACHE"] = str(tmp_path_factory.mktemp("cli_cache"))
+
+
+def test_generate_text_image_speech(tiny_omni, tmp_path, capsys):
+    out = tmp_path / "a.txt"
+    assert main(["generate", tiny_omni, "Hello", "--max-new-tokens", "8", "--steps", "4", "--block-length", "8",
+                 "--out", str(out), "--backend", "cpu"]) == 0
+    assert capsys.readouterr().out.strip() == out.read_text().strip()
+    img = tmp_path / "a.png"
+    assert main(["generate", tiny_omni, "A fox", "--output", "image", "--resolution", "64", "--steps", "4",
+                 "--out", str(img)]) == 0
+    assert Image.open(img).size == (64, 64)
+    wav = tmp_path / "a.wav"
+    assert main(["generate", tiny_omni, "Hi", "--output", "speech", "--max-new-tokens", "16", "--steps", "16",
+                 "--block-length", "8", "--voice", "male-neutral", "--out", str(wav)]) == 0
+    assert soundfile.read(wav)[1] == 22050
+
+
+def test_generate_streams_text(tiny_omni, tmp_path, capsys):
+    out = tmp_path / "s.txt"
+    assert main(["generate", tiny_omni, "Hello", "--max-new-tokens", "16", "--steps", "4", "--block-length", "8",
+                 "--stream", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == out.read_text().strip()
+
+
+def test_bad_input_is_an_error_message_not_a_traceback(tiny_omni, tmp_path, capsys):
+    assert main(["generate", tiny_omni, "x", "--image", str(tmp_path / "missing.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dynin-rt: error:") and "does not exist" in err and "Traceback" not in err
+    assert main(["generate", tiny_omni, "x", "--output", "speech", "--voice", "robot"]) == 2
+    assert "unknown voice" in capsys.readouterr().err
+
+
+def test_export_then_generate_from_the_export(tiny_ckpt, tmp_path):
+    out = tmp_path / "exported"
+    assert main(["export", tiny_ckpt, str(out), "--dtype", "fp32"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["dtype"] == "fp32"
+    assert main(["generate", str(out), "Hi", "--max-new-tokens", "8", "--steps", "8", "--block-length", "8",
+                 "--out", str(tmp_path / "x.txt")]) == 0
+
+
+def test_bench_writes_json_and_csv(tiny_omni, tmp_path):
+    js, cs = tmp_path / "b.json", tmp_path / "b.csv"
+    assert main(["bench", "--model", tiny_omni, "--task", "t2t,t2s", "--repeats", "1", "--json", str(js),
+                 "--csv", str(cs)]) == 0
+    rows = json.loads(js.read_text())["tasks"]
+    assert [r["task"] for r in rows] == ["t2t", "t2s"]
+    assert all(r["identical_to_reference"] for r in rows) and all(r["runtime_median_s"] > 0 for r in rows)
+    assert cs.read_text().splitlines()[0].startswith("task,mode,runtime_median_s")
+
+
+def test_demo_writes_all_seven_outputs(tiny_omni, tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--checkpoint", tiny_omni, "--no-reference"]) == 0
+    for name in ("t2t.txt", "i2t.txt", "v2t.txt", "s2t.txt", "t2i.png", "i2i.png", "t2s.wav"):
+        assert (out / name).stat().st_size > 0, name
+    data, rate = soundfile.read(out / "t2s.wav")
+    assert rate == 22050 and np.isfinite(data).all()
