@@ -25,6 +25,24 @@ _preload_openblas()
 from . import _C  # noqa: E402
 
 
+def preload_cublaslt() -> None:
+    """Make libcublasLt visible to the CUDA backend (which opens it by soname) when it comes from the
+    nvidia-cublas wheel rather than the system; harmless when it is not installed."""
+    try:
+        import nvidia
+    except ImportError:
+        return
+    for root in getattr(nvidia, "__path__", []):
+        for sub in sorted(os.listdir(root)):
+            lib_dir = os.path.join(root, sub, "lib")
+            if not os.path.isdir(lib_dir):
+                continue
+            for name in sorted(os.listdir(lib_dir)):
+                if name.startswith("libcublasLt.so"):
+                    ctypes.CDLL(os.path.join(lib_dir, name), mode=ctypes.RTLD_GLOBAL)
+                    return
+
+
 def build_info() -> dict:
     """What the compiled runtime contains: {"version", "cuda", "blas", "cpu_simd"}."""
     return dict(_C.build_info())

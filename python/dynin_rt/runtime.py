@@ -85,9 +85,9 @@ def _resolve_backend(backend: str) -> str:
     if backend == "cuda" and not has_cuda:
         raise ValueError("this build of dynin_rt has no CUDA backend: reinstall with -Ccmake.define.DYNIN_RT_CUDA=ON")
     if backend == "auto":
-        if has_cuda and _C.cuda_device_count() > 0:
-            return "cuda"
-        return "cpu"
+        backend = "cuda" if has_cuda and _C.cuda_device_count() > 0 else "cpu"
+    if backend == "cuda":
+        _native.preload_cublaslt()
     return backend
 
 

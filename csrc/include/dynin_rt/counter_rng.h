@@ -5,11 +5,17 @@
 #include <cmath>
 #include <cstdint>
 
+#if defined(__CUDACC__)
+#define DYNIN_RT_HD __host__ __device__
+#else
+#define DYNIN_RT_HD
+#endif
+
 namespace dynin_rt {
 
 enum NoiseStream : uint64_t { kStreamToken = 1, kStreamRemask = 2 };
 
-inline uint64_t mix64(uint64_t z) {  // splitmix64's finaliser
+DYNIN_RT_HD inline uint64_t mix64(uint64_t z) {  // splitmix64's finaliser
     z ^= z >> 30;
     z *= 0xBF58476D1CE4E5B9ull;
     z ^= z >> 27;
@@ -18,22 +24,22 @@ inline uint64_t mix64(uint64_t z) {  // splitmix64's finaliser
 }
 
 // Hash of everything but the innermost index; derive the per-index values with counter_at().
-inline uint64_t counter_key(uint64_t seed, uint64_t stream, uint64_t step, uint64_t row, uint64_t position) {
+DYNIN_RT_HD inline uint64_t counter_key(uint64_t seed, uint64_t stream, uint64_t step, uint64_t row, uint64_t position) {
     uint64_t h = mix64(seed ^ (stream * 0xD1B54A32D192ED03ull));
     h = mix64(h + step * 0x8CB92BA72F3D8DD7ull);
     h = mix64(h + row * 0xABC98388FB8FAC03ull);
     return mix64(h + position * 0xC13FA9A902A6328Full);
 }
 
-inline uint64_t counter_at(uint64_t key, uint64_t index) { return mix64(key + index * 0x9E3779B97F4A7C15ull); }
+DYNIN_RT_HD inline uint64_t counter_at(uint64_t key, uint64_t index) { return mix64(key + index * 0x9E3779B97F4A7C15ull); }
 
 // Uniform in the open interval (0, 1) from 53 random bits.
-inline double bits_to_uniform(uint64_t bits) { return (static_cast<double>(bits >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+DYNIN_RT_HD inline double bits_to_uniform(uint64_t bits) { return (static_cast<double>(bits >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
 
 // -log(-log u) with the official clamps at 1e-20 (models/sampling.py).
-inline double gumbel_from_uniform(double u) {
-    const double inner = -std::log(u < 1e-20 ? 1e-20 : u);
-    return -std::log(inner < 1e-20 ? 1e-20 : inner);
+DYNIN_RT_HD inline double gumbel_from_uniform(double u) {
+    const double inner = -::log(u < 1e-20 ? 1e-20 : u);
+    return -::log(inner < 1e-20 ? 1e-20 : inner);
 }
 
 }  // namespace dynin_rt

@@ -1,0 +1,127 @@
+// The fused step of the LLaDA and text-to-speech loops on the GPU (twin of cpu/commit_step.cc).
+// Kernel 1, one block per candidate: token choice (argmax or Gumbel-max on the counter noise) and
+// its confidence (softmax probability in double, or the counter uniform). Kernel 2, one block per
+// batch row: each candidate's rank (confidence descending, canvas order on ties), the selection rule,
+// the commit into the canvas. No host synchronisation.
+#include <cfloat>
+
+#include "block_reduce.cuh"
+#include "cuda_ops.h"
+#include "dynin_rt/common.h"
+#include "dynin_rt/counter_rng.h"
+
+namespace dynin_rt {
+namespace cuda {
+
+namespace {
+
+constexpr int kThreads = kReduceThreads;
+
+constexpr int kMaxRanges = 4;
+
+struct Columns {
+    ColumnRange r[kMaxRanges];
+    int n;
+};
+
+// grid: n_cand candidates. Writes col[c], confidence[c].
+__global__ void choose_kernel(CommitStepParams p, int32_t* col, double* confidence) {
+    const int64_t c = blockIdx.x;
+    const float* l = p.logits + c * p.ld;
+    const uint64_t row = static_cast<uint64_t>(p.cand_row[c]), pos = static_cast<uint64_t>(p.cand_pos[c]);
+    const bool scaled = p.choice == TokenChoice::kCategorical && p.temperature > 0.0;
+    const float divisor = scaled ? static_cast<float>(fmax(p.temperature, 1e-5)) : 1.0f;
+    auto value = [&](int64_t j) { return scaled ? l[j] / divisor : l[j]; };
+
+    Pick best{-DBL_MAX, 0};
+    const bool greedy = p.choice == TokenChoice::kArgmax || (p.choice == TokenChoice::kGumbelOfficial && p.temperature == 0.0);
+    const double t = p.choice == TokenChoice::kGumbelOfficial ? p.temperature : 1.0;
+    const uint64_t key = counter_key(p.seed, kStreamToken, static_cast<uint64_t>(p.step), row, pos);
+    Pick top{-DBL_MAX, 0};  // the largest value, for the softmax shift
+    for (int64_t j = threadIdx.x; j < p.n_cols; j += blockDim.x) {
+        const double v = value(j);
+        top = better(top, Pick{v, j});
+        const double noisy = greedy ? v : v + t * gumbel_from_uniform(bits_to_uniform(counter_at(key, static_cast<uint64_t>(j))));
+        best = better(best, Pick{noisy, j});
+    }
+    best = block_best(best);
+    top = block_best(top);
+    double conf;
+    if (p.confidence == ConfidenceKind::kRandom) {
+        conf = bits_to_uniform(counter_key(p.seed, kStreamRemask, static_cast<uint64_t>(p.step), row, pos));
+    } else {
+        double sum = 0.0;
+        for (int64_t j = threadIdx.x; j < p.n_cols; j += blockDim.x) sum += exp(static_cast<double>(value(j)) - top.value);
+        sum = block_sum(sum);
+        conf = exp(static_cast<double>(value(best.index)) - top.value) / sum;
+    }
+    if (threadIdx.x == 0) {
+        col[c] = static_cast<int32_t>(best.index);
+        confidence[c] = conf;
+    }
+}
+
+__device__ int32_t token_of(const Columns& cols, int32_t col) {
+    for (int r = 0; r < cols.n; ++r)
+        if (col >= cols.r[r].col && col < cols.r[r].col + cols.r[r].count) return static_cast<int32_t>(cols.r[r].token + (col - cols.r[r].col));
+    return -1;
+}
+
+// grid: batch rows; block: kThreads. Candidates of a row are contiguous.
+__global__ void select_kernel(CommitStepParams p, Columns cols, const int32_t* col, const double* confidence) {
+    __shared__ int64_t range[2];
+    __shared__ int take;
+    const int32_t row = static_cast<int32_t>(blockIdx.x);
+    if (threadIdx.x == 0) {
+        row_range(p.cand_row, p.n_cand, row, &range[0], &range[1]);
+        take = 0;
+    }
+    __syncthreads();
+    const int64_t begin = range[0], count = range[1] - range[0];
+    // rank: confidence descending, canvas order on ties (the CPU twin's stable sort)
+    for (int64_t i = threadIdx.x; i < count; i += blockDim.x) {
+        const int64_t c = begin + i;
+        int64_t rank = 0;
+        for (int64_t o = begin; o < begin + count; ++o)
+            rank += confidence[o] > confidence[c] || (confidence[o] == confidence[c] && o < c);
+        if (p.select == SelectRule::kThreshold && confidence[c] >= p.threshold) atomicAdd(&take, 1);
+        if (p.select == SelectRule::kFactor && (rank + 2) * (1.0 - confidence[c]) < p.factor)
+            atomicMax(&take, static_cast<int>(rank + 1));
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        if (p.select == SelectRule::kTopK) take = static_cast<int>(p.k_per_row[row] < count ? p.k_per_row[row] : count);
+        else if (count > 0 && take < 1) take = 1;
+        if (p.committed_per_row) p.committed_per_row[row] = take;
+    }
+    __syncthreads();
+    for (int64_t i = threadIdx.x; i < count; i += blockDim.x) {
+        const int64_t c = begin + i;
+        int64_t rank = 0;
+        for (int64_t o = begin; o < begin + count; ++o)
+            rank += confidence[o] > confidence[c] || (confidence[o] == confidence[c] && o < c);
+        if (rank < take) p.canvas[row * p.canvas_len + p.cand_pos[c]] = token_of(cols, col[c]);
+    }
+}
+
+}  // namespace
+
+void commit_step(const CommitStepParams& p, Context& c) {
+    DYNIN_CHECK_ARG(p.n_ranges >= 1 && p.n_ranges <= kMaxRanges, "cuda commit_step: 1 to ", kMaxRanges, " column ranges");
+    if (p.n_cand == 0) return;
+    Columns cols{};
+    cols.n = static_cast<int>(p.n_ranges);
+    for (int64_t r = 0; r < p.n_ranges; ++r) cols.r[r] = p.columns[r];
+    CommitStepParams dp = p;
+    dp.columns = nullptr;  // host memory: travels in `cols`
+    auto* scratch = static_cast<char*>(c.ensure_scratch(static_cast<size_t>(p.n_cand) * (sizeof(double) + sizeof(int32_t))));
+    auto* conf = reinterpret_cast<double*>(scratch);
+    auto* col = reinterpret_cast<int32_t*>(scratch + sizeof(double) * p.n_cand);
+    choose_kernel<<<static_cast<unsigned>(p.n_cand), kThreads, 0, c.stream>>>(dp, col, conf);
+    check(cudaGetLastError(), "commit_step choose");
+    select_kernel<<<static_cast<unsigned>(p.batch), kThreads, 0, c.stream>>>(dp, cols, col, conf);
+    check(cudaGetLastError(), "commit_step select");
+}
+
+}  // namespace cuda
+}  // namespace dynin_rt

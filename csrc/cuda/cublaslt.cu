@@ -1,0 +1,145 @@
+// GEMMs through cuBLASLt, y[m, n] = x[m, k] . w[n, k]^T (+ y), with fp32 accumulation: fp32
+// weights in fp32 (no TF32, so results track the CPU twin), bf16 / fp16 weights against activations
+// rounded to the same type. libcublasLt is opened at run time (from the toolkit, the system, or the
+// nvidia-cublas wheel that python/dynin_rt/_native.py preloads), so _C imports without CUDA.
+#include <cublasLt.h>
+#include <dlfcn.h>
+
+#include <mutex>
+
+#include "cuda_ops.h"
+#include "dynin_rt/common.h"
+
+namespace dynin_rt {
+namespace cuda {
+
+namespace {
+
+constexpr size_t kWorkspaceBytes = 32ull << 20;
+
+struct CublasLt {
+    decltype(&cublasLtCreate) create = nullptr;
+    decltype(&cublasLtDestroy) destroy = nullptr;
+    decltype(&cublasLtMatmulDescCreate) desc_create = nullptr;
+    decltype(&cublasLtMatmulDescDestroy) desc_destroy = nullptr;
+    decltype(&cublasLtMatmulDescSetAttribute) desc_set = nullptr;
+    decltype(&cublasLtMatrixLayoutCreate) layout_create = nullptr;
+    decltype(&cublasLtMatrixLayoutDestroy) layout_destroy = nullptr;
+    decltype(&cublasLtMatmulPreferenceCreate) pref_create = nullptr;
+    decltype(&cublasLtMatmulPreferenceDestroy) pref_destroy = nullptr;
+    decltype(&cublasLtMatmulPreferenceSetAttribute) pref_set = nullptr;
+    decltype(&cublasLtMatmulAlgoGetHeuristic) heuristic = nullptr;
+    decltype(&cublasLtMatmul) matmul = nullptr;
+};
+
+const CublasLt& api() {
+    static CublasLt lt;
+    static std::once_flag once;
+    static std::string error;
+    std::call_once(once, [] {
+        void* lib = nullptr;
+        for (const char* name : {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"})
+            if ((lib = dlopen(name, RTLD_NOW | RTLD_GLOBAL))) break;
+        if (!lib) {
+            error = "cannot load libcublasLt (install the CUDA toolkit's cuBLAS or `pip install nvidia-cublas`)";
+            return;
+        }
+        auto sym = [&](auto& fn, const char* name) {
+            fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(lib, name));
+            if (!fn && error.empty()) error = str_cat("libcublasLt lacks ", name);
+        };
+        sym(lt.create, "cublasLtCreate");
+        sym(lt.destroy, "cublasLtDestroy");
+        sym(lt.desc_create, "cublasLtMatmulDescCreate");
+        sym(lt.desc_destroy, "cublasLtMatmulDescDestroy");
+        sym(lt.desc_set, "cublasLtMatmulDescSetAttribute");
+        sym(lt.layout_create, "cublasLtMatrixLayoutCreate");
+        sym(lt.layout_destroy, "cublasLtMatrixLayoutDestroy");
+        sym(lt.pref_create, "cublasLtMatmulPreferenceCreate");
+        sym(lt.pref_destroy, "cublasLtMatmulPreferenceDestroy");
+        sym(lt.pref_set, "cublasLtMatmulPreferenceSetAttribute");
+        sym(lt.heuristic, "cublasLtMatmulAlgoGetHeuristic");
+        sym(lt.matmul, "cublasLtMatmul");
+    });
+    if (!error.empty()) throw InvalidArgument(error);
+    return lt;
+}
+
+void check_lt(cublasStatus_t status, const char* what) {
+    if (status != CUBLAS_STATUS_SUCCESS) throw std::runtime_error(str_cat("cuBLASLt ", what, " failed with status ", static_cast<int>(status)));
+}
+
+cudaDataType_t data_type(DType t) {
+    switch (t) {
+        case DType::F32: return CUDA_R_32F;
+        case DType::BF16: return CUDA_R_16BF;
+        case DType::F16: return CUDA_R_16F;
+    }
+    return CUDA_R_32F;
+}
+
+}  // namespace
+
+Gemm::Gemm(Context& c) : ctx_(c) {
+    cublasLtHandle_t h = nullptr;
+    check_lt(api().create(&h), "create");
+    handle_ = h;
+    workspace_bytes_ = kWorkspaceBytes;
+    check(cudaMalloc(&workspace_, workspace_bytes_), "cuBLASLt workspace");
+}
+
+Gemm::~Gemm() {
+    if (workspace_) cudaFree(workspace_);
+    if (handle_) api().destroy(static_cast<cublasLtHandle_t>(handle_));
+}
+
+void Gemm::run(const GemmParams& p) {
+    DYNIN_CHECK_ARG(!p.w_packed, "cuda gemm: packed weights are a CPU layout");
+    if (p.m == 0 || p.n == 0) return;
+    const CublasLt& lt = api();
+    // Row-major y = x w^T is column-major y^T [n, m] = w [n, k] (stored k-major: transpose) . x^T [k, m].
+    const void* b = p.x;
+    int64_t ldb = p.ldx;
+    if (p.w_dtype != DType::F32) {
+        void* cast = ctx_.ensure_scratch(sizeof(uint16_t) * static_cast<size_t>(p.m * p.k));
+        cast_rows(p.x, p.ldx, p.m, p.k, p.w_dtype, cast, ctx_.stream);
+        b = cast;
+        ldb = p.k;
+    }
+    const cudaDataType_t ab = data_type(p.w_dtype);
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
+    cublasLtMatmulPreference_t pref = nullptr;
+    try {
+        check_lt(lt.desc_create(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc");
+        const cublasOperation_t trans = CUBLAS_OP_T, none = CUBLAS_OP_N;
+        check_lt(lt.desc_set(desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans, sizeof(trans)), "transa");
+        check_lt(lt.desc_set(desc, CUBLASLT_MATMUL_DESC_TRANSB, &none, sizeof(none)), "transb");
+        check_lt(lt.layout_create(&la, ab, static_cast<uint64_t>(p.k), static_cast<uint64_t>(p.n), p.ldw), "layout a");
+        check_lt(lt.layout_create(&lb, ab, static_cast<uint64_t>(p.k), static_cast<uint64_t>(p.m), ldb), "layout b");
+        check_lt(lt.layout_create(&lc, CUDA_R_32F, static_cast<uint64_t>(p.n), static_cast<uint64_t>(p.m), p.ldy), "layout c");
+        check_lt(lt.pref_create(&pref), "preference");
+        check_lt(lt.pref_set(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes_, sizeof(workspace_bytes_)),
+                 "workspace preference");
+        cublasLtMatmulHeuristicResult_t result{};
+        int found = 0;
+        check_lt(lt.heuristic(static_cast<cublasLtHandle_t>(handle_), desc, la, lb, lc, lc, pref, 1, &result, &found), "heuristic");
+        if (found == 0) throw std::runtime_error("cuBLASLt found no algorithm for this GEMM");
+        const float alpha = 1.0f, beta = p.accumulate ? 1.0f : 0.0f;
+        check_lt(lt.matmul(static_cast<cublasLtHandle_t>(handle_), desc, &alpha, p.w, la, b, lb, &beta, p.y, lc, p.y, lc,
+                           &result.algo, workspace_, workspace_bytes_, ctx_.stream),
+                 "matmul");
+    } catch (...) {
+        if (pref) lt.pref_destroy(pref);
+        for (auto* l : {la, lb, lc})
+            if (l) lt.layout_destroy(l);
+        if (desc) lt.desc_destroy(desc);
+        throw;
+    }
+    lt.pref_destroy(pref);
+    for (auto* l : {la, lb, lc}) lt.layout_destroy(l);
+    lt.desc_destroy(desc);
+}
+
+}  // namespace cuda
+}  // namespace dynin_rt

@@ -1,0 +1,108 @@
+// The CUDA backend: device memory, one stream, and the kernels of this folder behind backend.h.
+// Every op is enqueued on the backend's stream; only the copies to the host and synchronize() wait.
+// A mutex serialises ops from concurrent callers, because they share the stream's scratch memory.
+#include <memory>
+#include <mutex>
+
+#include "cuda_ops.h"
+#include "dynin_rt/common.h"
+
+namespace dynin_rt {
+
+namespace cuda {
+
+void check(cudaError_t err, const char* what) {
+    if (err != cudaSuccess) throw std::runtime_error(str_cat("CUDA error in ", what, ": ", cudaGetErrorString(err)));
+}
+
+void* Context::ensure_scratch(size_t bytes) {
+    if (bytes > scratch_bytes) {
+        if (scratch) check(cudaFree(scratch), "scratch free");  // cudaFree waits for pending work
+        scratch = nullptr;
+        check(cudaMalloc(&scratch, bytes), "scratch");
+        scratch_bytes = bytes;
+    }
+    return scratch;
+}
+
+}  // namespace cuda
+
+namespace {
+
+class CudaBackend final : public Backend {
+ public:
+    explicit CudaBackend(int device) {
+        int count = 0;
+        if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0)
+            throw InvalidArgument("no CUDA device is available (driver missing or no GPU); use backend='cpu'");
+        DYNIN_CHECK_ARG(device >= 0 && device < count, "CUDA device ", device, " does not exist (", count, " present)");
+        ctx_.device = device;
+        cuda::check(cudaSetDevice(device), "set device");
+        cuda::check(cudaStreamCreateWithFlags(&ctx_.stream, cudaStreamNonBlocking), "stream");
+        gemm_ = std::make_unique<cuda::Gemm>(ctx_);
+    }
+    ~CudaBackend() override {
+        gemm_.reset();
+        if (ctx_.scratch) cudaFree(ctx_.scratch);
+        if (ctx_.stream) cudaStreamDestroy(ctx_.stream);
+    }
+
+    std::string name() const override { return "cuda"; }
+
+    void* alloc(size_t bytes) override {
+        std::lock_guard<std::mutex> lock(mu_);
+        cuda::check(cudaSetDevice(ctx_.device), "set device");
+        void* p = nullptr;
+        cuda::check(cudaMalloc(&p, bytes ? bytes : 1), "cudaMalloc");
+        return p;
+    }
+    void release(void* ptr) override { cudaFree(ptr); }
+    void copy_to_device(void* dst, const void* src, size_t bytes) override {
+        std::lock_guard<std::mutex> lock(mu_);
+        cuda::check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, ctx_.stream), "copy to device");
+        cuda::check(cudaStreamSynchronize(ctx_.stream), "copy to device");  // src may be freed on return
+    }
+    void copy_to_host(void* dst, const void* src, size_t bytes) override {
+        std::lock_guard<std::mutex> lock(mu_);
+        cuda::check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, ctx_.stream), "copy to host");
+        cuda::check(cudaStreamSynchronize(ctx_.stream), "copy to host");
+    }
+    void synchronize() override { cuda::check(cudaStreamSynchronize(ctx_.stream), "synchronize"); }
+
+    void gemm(const GemmParams& p) override { locked([&] { gemm_->run(p); }); }
+    void embed(const EmbedParams& p) override { locked([&] { cuda::embed(p, ctx_.stream); }); }
+    void rms_norm(const RmsNormParams& p) override { locked([&] { cuda::rms_norm(p, ctx_.stream); }); }
+    void rope(const RopeParams& p) override { locked([&] { cuda::rope(p, ctx_.stream); }); }
+    void attention(const AttentionParams& p) override { locked([&] { cuda::attention(p, ctx_); }); }
+    void swiglu(const SwigluParams& p) override { locked([&] { cuda::swiglu(p, ctx_.stream); }); }
+    void copy_rows(const CopyRowsParams& p) override { locked([&] { cuda::copy_rows(p, ctx_.stream); }); }
+    void cfg_combine(const float* uncond, const float* cond, float* out, int64_t n, float alpha, float beta,
+                     CfgForm form) override {
+        locked([&] { cuda::cfg_combine(uncond, cond, out, n, alpha, beta, form, ctx_.stream); });
+    }
+    void commit_step(const CommitStepParams& p) override { locked([&] { cuda::commit_step(p, ctx_); }); }
+    void maskgit_step(const MaskgitStepParams& p) override { locked([&] { cuda::maskgit_step(p, ctx_); }); }
+
+ private:
+    template <typename F>
+    void locked(F&& f) {
+        std::lock_guard<std::mutex> lock(mu_);
+        cuda::check(cudaSetDevice(ctx_.device), "set device");
+        f();
+    }
+
+    cuda::Context ctx_;
+    std::unique_ptr<cuda::Gemm> gemm_;
+    std::mutex mu_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(int device) { return std::make_unique<CudaBackend>(device); }
+
+int cuda_device_count() {
+    int count = 0;
+    return cudaGetDeviceCount(&count) == cudaSuccess ? count : 0;
+}
+
+}  // namespace dynin_rt

@@ -1,0 +1,52 @@
+// RMSNorm (twin of cpu/norm.cc): one block per row, sum of squares reduced in fp32.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "cuda_ops.h"
+
+namespace dynin_rt {
+namespace cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ inline float weight_at(const void* w, DType t, int64_t j) {
+    switch (t) {
+        case DType::F32: return static_cast<const float*>(w)[j];
+        case DType::BF16: return __bfloat162float(static_cast<const __nv_bfloat16*>(w)[j]);
+        case DType::F16: return __half2float(static_cast<const __half*>(w)[j]);
+    }
+    return 0.0f;
+}
+
+// out[i, :] = x[i, :] * rsqrt(mean(x[i, :]^2) + eps) * w   grid: m rows, block: kThreads
+__global__ void rms_norm_kernel(RmsNormParams p) {
+    __shared__ float partial[kThreads / 32];
+    const float* x = p.x + blockIdx.x * p.d;
+    float ss = 0.0f;
+    for (int64_t j = threadIdx.x; j < p.d; j += blockDim.x) ss += x[j] * x[j];
+    for (int off = 16; off > 0; off /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+    if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = ss;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        ss = threadIdx.x < kThreads / 32 ? partial[threadIdx.x] : 0.0f;
+        for (int off = 16; off > 0; off /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+        if (threadIdx.x == 0) partial[0] = ss;
+    }
+    __syncthreads();
+    const float inv = rsqrtf(partial[0] / static_cast<float>(p.d) + p.eps);
+    float* out = p.out + blockIdx.x * p.d;
+    for (int64_t j = threadIdx.x; j < p.d; j += blockDim.x) out[j] = weight_at(p.w, p.w_dtype, j) * (x[j] * inv);
+}
+
+}  // namespace
+
+void rms_norm(const RmsNormParams& p, cudaStream_t s) {
+    if (p.m == 0) return;
+    rms_norm_kernel<<<static_cast<unsigned>(p.m), kThreads, 0, s>>>(p);
+    check(cudaGetLastError(), "rms_norm");
+}
+
+}  // namespace cuda
+}  // namespace dynin_rt
