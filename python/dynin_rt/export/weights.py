@@ -79,6 +79,64 @@ def token_layout_dict(layout: TokenLayout) -> dict:
     }
 
 
+def write_runtime_weights(out_dir: str, cfg: ModelConfig, layout: TokenLayout, dtype: str, tensor_of,
+                          source: dict | None = None, progress: bool = False) -> str:
+    """Stream the runtime tensors ``tensor_of(name) -> torch.Tensor`` (fused layout, any float dtype)
+    into ``out_dir/weights.safetensors`` and write the manifest. Header first (every offset follows
+    from the config), then one tensor at a time, so memory stays at one tensor."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    os.makedirs(out_dir, exist_ok=True)
+    shapes = runtime_tensor_shapes(cfg)
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    elem = torch_dtype.itemsize
+    header, offset = {}, 0
+    for name, shape in shapes.items():
+        nbytes = elem
+        for n in shape:
+            nbytes *= n
+        header[name] = {"dtype": _SAFETENSORS_DTYPE[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    header["__metadata__"] = {"format": FORMAT, "version": str(FORMAT_VERSION)}
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)  # keeps every tensor 8-byte aligned
+
+    tmp = os.path.join(out_dir, WEIGHTS + ".partial")
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(shapes), desc="exporting weights", unit="tensor")
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(blob)))
+        f.write(blob)
+        for name, shape in shapes.items():
+            tensor = tensor_of(name).to(torch_dtype)
+            if tuple(tensor.shape) != shape:
+                raise CheckpointError(f"{name}: shape {list(tensor.shape)} != {list(shape)}")
+            f.write(tensor.contiguous().cpu().view(torch.uint8).numpy().tobytes())
+            if bar:
+                bar.update(1)
+    if bar:
+        bar.close()
+    os.replace(tmp, os.path.join(out_dir, WEIGHTS))
+    manifest = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "dtype": dtype,
+        "weights": WEIGHTS,
+        "config": cfg.to_dict(),
+        "token_layout": token_layout_dict(layout),
+        "fused": {"wqkv": ["q_proj", "k_proj", "v_proj"], "w_gate_up": ["ff_proj", "up_proj"]},
+        "source": source or {},
+    }
+    with open(os.path.join(out_dir, MANIFEST), "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=1)
+    return out_dir
+
+
 def export_weights(
     hf_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -97,10 +155,8 @@ def export_weights(
     progress : bool, optional
         Show a progress bar (default: when stderr is a terminal).
     """
-    import torch  # the exporter converts with torch; loading an exported model never imports it
+    import torch
 
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     hf_dir, out_dir = os.fspath(hf_dir), os.fspath(out_dir)
     cfg = read_config(hf_dir)
     if os.path.isfile(os.path.join(hf_dir, "tokenizer.json")):
@@ -109,62 +165,20 @@ def export_weights(
     layout.validate(cfg.model_type)
     if os.path.abspath(hf_dir) == os.path.abspath(out_dir):
         raise ValueError("out_dir must differ from the HF checkpoint directory")
-    os.makedirs(out_dir, exist_ok=True)
-    shapes = runtime_tensor_shapes(cfg)
-    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
-    elem = torch_dtype.itemsize
-
-    # Header first (every offset is known from the config), then the tensors in the same order.
-    header, offset = {}, 0
-    for name, shape in shapes.items():
-        nbytes = elem
-        for n in shape:
-            nbytes *= n
-        header[name] = {"dtype": _SAFETENSORS_DTYPE[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
-    header["__metadata__"] = {"format": FORMAT, "version": str(FORMAT_VERSION)}
-    blob = json.dumps(header, separators=(",", ":")).encode()
-    blob += b" " * (-len(blob) % 8)  # keeps every tensor 8-byte aligned
-
-    tmp = os.path.join(out_dir, WEIGHTS + ".partial")
     show = sys.stderr.isatty() if progress is None else progress
-    with CheckpointReader(hf_dir, cfg) as reader, open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(blob)))
-        f.write(blob)
-        names = list(shapes)
-        bar = None
-        if show:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(names), desc="exporting weights", unit="tensor")
-        for name in names:
-            parts = [reader.get(src).to(torch_dtype) for src in _sources(name)]
-            tensor = torch.cat(parts, dim=0) if len(parts) > 1 else parts[0]
-            if tuple(tensor.shape) != shapes[name]:
-                raise CheckpointError(f"{name}: fused shape {list(tensor.shape)} != {list(shapes[name])}")
-            f.write(tensor.contiguous().view(torch.uint8).numpy().tobytes())
-            if bar:
-                bar.update(1)
-        if bar:
-            bar.close()
-    os.replace(tmp, os.path.join(out_dir, WEIGHTS))
-    for file_name in TOKENIZER_FILES:
+    os.makedirs(out_dir, exist_ok=True)
+    for file_name in TOKENIZER_FILES:  # before the manifest, which marks a finished export
         src = os.path.join(hf_dir, file_name)
         if os.path.isfile(src):
             shutil.copyfile(src, os.path.join(out_dir, file_name))
-    manifest = {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "dtype": dtype,
-        "weights": WEIGHTS,
-        "config": cfg.to_dict(),
-        "token_layout": token_layout_dict(layout),
-        "fused": {"wqkv": ["q_proj", "k_proj", "v_proj"], "w_gate_up": ["ff_proj", "up_proj"]},
-        "source": {"path": os.path.abspath(hf_dir), "model_type": cfg.model_type},
-    }
-    with open(os.path.join(out_dir, MANIFEST), "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=1)
-    return out_dir
+    with CheckpointReader(hf_dir, cfg) as reader:
+
+        def fused(name):
+            parts = [reader.get(src) for src in _sources(name)]
+            return torch.cat(parts, dim=0) if len(parts) > 1 else parts[0]
+
+        return write_runtime_weights(out_dir, cfg, layout, dtype, fused,
+                                     source={"path": os.path.abspath(hf_dir), "model_type": cfg.model_type}, progress=show)
 
 
 def read_manifest(directory: str) -> dict:
