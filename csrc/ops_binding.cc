@@ -51,67 +51,28 @@ class Ops {
 
     // x [m, k] fp32; w [n, k] fp32 (dtype "fp32") or uint16 bf16 bits (dtype "bf16") -> y [m, n]
     py::array_t<float> gemm(const Arr<float>& x, const py::array& w, const std::string& dtype, const py::object& y0) {
-        DYNIN_CHECK_ARG(x.ndim() == 2 && w.ndim() == 2 && x.shape(1) == w.shape(1), "gemm: x [m, k], w [n, k]");
-        const int64_t m = x.shape(0), k = x.shape(1), n = w.shape(0);
-        DeviceBuffer dx = upload(be_.get(), x), dw;
-        GemmParams p;
-        if (dtype == "fp32") {
-            dw = upload(be_.get(), Arr<float>::ensure(w));
-            p.w_dtype = DType::F32;
-        } else {
-            DYNIN_CHECK_ARG(dtype == "bf16", "gemm: dtype fp32 or bf16");
-            dw = upload(be_.get(), Arr<uint16_t>::ensure(w));
-            p.w_dtype = DType::BF16;
+        GemmOperands g = gemm_operands(x, w, dtype);
+        if (!y0.is_none()) {
+            be_->copy_to_device(g.y.as<void>(), Arr<float>::ensure(y0).data(), sizeof(float) * g.p.m * g.p.n);
+            g.p.accumulate = true;
         }
-        DeviceBuffer dy(be_.get(), sizeof(float) * std::max<int64_t>(m * n, 1));
-        if (!y0.is_none()) be_->copy_to_device(dy.as<void>(), Arr<float>::ensure(y0).data(), sizeof(float) * m * n);
-        p.x = dx.as<float>();
-        p.ldx = k;
-        p.w = dw.as<void>();
-        p.ldw = k;
-        p.y = dy.as<float>();
-        p.ldy = n;
-        p.m = m;
-        p.n = n;
-        p.k = k;
-        p.accumulate = !y0.is_none();
-        be_->gemm(p);
-        return download<float>(be_.get(), dy, {m, n});
+        be_->gemm(g.p);
+        return download<float>(be_.get(), g.y, {g.p.m, g.p.n});
     }
 
     // Median seconds of the gemm kernel alone (operands uploaded once), for benchmarks.
     double time_gemm(const Arr<float>& x, const py::array& w, const std::string& dtype, int repeats, bool packed) {
-        DYNIN_CHECK_ARG(x.ndim() == 2 && w.ndim() == 2 && x.shape(1) == w.shape(1) && repeats > 0, "time_gemm: x [m, k], w [n, k]");
-        const int64_t m = x.shape(0), k = x.shape(1), n = w.shape(0);
-        DeviceBuffer dx = upload(be_.get(), x), dw;
-        GemmParams p;
-        if (dtype == "fp32") {
-            dw = upload(be_.get(), Arr<float>::ensure(w));
-            p.w_dtype = DType::F32;
-        } else {
-            DYNIN_CHECK_ARG(dtype == "bf16", "time_gemm: dtype fp32 or bf16");
-            dw = upload(be_.get(), Arr<uint16_t>::ensure(w));
-            p.w_dtype = DType::BF16;
-        }
-        DeviceBuffer dy(be_.get(), sizeof(float) * std::max<int64_t>(m * n, 1));
-        p.x = dx.as<float>();
-        p.ldx = k;
-        p.w = dw.as<void>();
-        p.ldw = k;
-        p.y = dy.as<float>();
-        p.ldy = n;
-        p.m = m;
-        p.n = n;
-        p.k = k;
+        DYNIN_CHECK_ARG(repeats > 0, "time_gemm: repeats must be positive");
+        GemmOperands g = gemm_operands(x, w, dtype);
         std::vector<DeviceBuffer> storage;
-        if (packed) pack(p, n, k, &storage);
+        if (packed) pack(g.p, g.p.n, g.p.k, &storage);
         py::gil_scoped_release nogil;
-        be_->gemm(p);  // warm-up
+        be_->gemm(g.p);  // warm-up
         be_->synchronize();
         std::vector<double> times;
         for (int r = 0; r < repeats; ++r) {
             const auto t0 = std::chrono::steady_clock::now();
-            be_->gemm(p);
+            be_->gemm(g.p);
             be_->synchronize();
             times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
         }
@@ -281,6 +242,37 @@ class Ops {
     }
 
  private:
+    struct GemmOperands {
+        DeviceBuffer x, w, y;
+        GemmParams p;
+    };
+
+    GemmOperands gemm_operands(const Arr<float>& x, const py::array& w, const std::string& dtype) {
+        DYNIN_CHECK_ARG(x.ndim() == 2 && w.ndim() == 2 && x.shape(1) == w.shape(1), "gemm: x [m, k], w [n, k]");
+        GemmOperands g;
+        const int64_t m = x.shape(0), k = x.shape(1), n = w.shape(0);
+        g.x = upload(be_.get(), x);
+        if (dtype == "fp32") {
+            g.w = upload(be_.get(), Arr<float>::ensure(w));
+            g.p.w_dtype = DType::F32;
+        } else {
+            DYNIN_CHECK_ARG(dtype == "bf16", "gemm: dtype fp32 or bf16");
+            g.w = upload(be_.get(), Arr<uint16_t>::ensure(w));
+            g.p.w_dtype = DType::BF16;
+        }
+        g.y = DeviceBuffer(be_.get(), sizeof(float) * std::max<int64_t>(m * n, 1));
+        g.p.x = g.x.as<float>();
+        g.p.ldx = k;
+        g.p.w = g.w.as<void>();
+        g.p.ldw = k;
+        g.p.y = g.y.as<float>();
+        g.p.ldy = n;
+        g.p.m = m;
+        g.p.n = n;
+        g.p.k = k;
+        return g;
+    }
+
     void pack(GemmParams& p, int64_t n, int64_t k, std::vector<DeviceBuffer>* storage) {
         const void* packed = be_->pack_weights(p.w, DType::F32, n, k, storage);
         DYNIN_CHECK_ARG(packed, "this backend does not pack weights");

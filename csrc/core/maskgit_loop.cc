@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "dynin_rt/common.h"
+#include "dynin_rt/loop_support.h"
 #include "dynin_rt/samplers.h"
 
 namespace dynin_rt {
@@ -17,19 +18,17 @@ std::vector<int32_t> maskgit_generate(const Engine& engine, const TokenLayout& t
                                       const std::vector<uint8_t>& uncond_keep, int64_t batch, const MaskgitParams& p,
                                       SamplerStats* stats) {
     using Clock = std::chrono::steady_clock;
-    DYNIN_CHECK_ARG(batch > 0 && !canvas.empty() && canvas.size() % batch == 0, "canvas must be a non-empty [B, T] array");
-    const int64_t T = static_cast<int64_t>(canvas.size()) / batch, N = p.n_tokens;
+    const int64_t T = check_canvas(engine, canvas, batch, "canvas"), N = p.n_tokens;
     const int64_t steps = static_cast<int64_t>(p.schedule.size());
     DYNIN_CHECK_ARG(tokens.image_offset >= 0, "this model has no image rows (or no tokenizer to place them)");
     DYNIN_CHECK_ARG(N > 0 && T >= N + 2, "canvas of ", T, " tokens cannot hold ", N, " image tokens and <|eoi|>");
     DYNIN_CHECK_ARG(steps > 0, "timesteps must be positive");
-    DYNIN_CHECK_ARG(T <= engine.config().max_seq_len, "canvas of ", T, " tokens exceeds the context of ",
-                    engine.config().max_seq_len);
     DYNIN_CHECK_ARG(keep.size() == canvas.size(), "attention mask must match the canvas");
     const bool cfg = !uncond_canvas.empty() && p.guidance_scale > 0.0;
     if (cfg) {
         DYNIN_CHECK_ARG(uncond_canvas.size() == canvas.size() && uncond_keep.size() == canvas.size(),
                         "the unconditional canvas and mask must have the canvas's shape");
+        check_canvas(engine, uncond_canvas, batch, "uncond canvas");
         // resolution + 1 >= T makes the uncond stream the whole uncond canvas, as slicing does
         DYNIN_CHECK_ARG(p.resolution >= 0, "resolution must be >= 0");
     }
@@ -38,7 +37,8 @@ std::vector<int32_t> maskgit_generate(const Engine& engine, const TokenLayout& t
     const int64_t region = T - N - 1, offset = tokens.image_offset, codebook = tokens.image_codebook;
     Backend* be = engine.backend();
     SamplerStats local;
-    SamplerStats& st = stats ? *stats : local;
+    StepRunner run(engine, stats ? *stats : local);
+    SamplerStats& st = run.stats();
 
     const int64_t rows = cfg ? 2 * batch : batch;
     std::vector<int32_t> x(static_cast<size_t>(rows * T));
@@ -46,8 +46,6 @@ std::vector<int32_t> maskgit_generate(const Engine& engine, const TokenLayout& t
     std::copy(canvas.begin(), canvas.end(), x.begin());
     std::copy(keep.begin(), keep.end(), keep_all.begin());
     if (cfg) std::copy(uncond_keep.begin(), uncond_keep.end(), keep_all.begin() + batch * T);
-    for (int32_t id : x)
-        DYNIN_CHECK_ARG(id >= 0 && id < engine.config().vocab_size, "token id ", id, " outside [0, ", engine.config().vocab_size, ")");
     // codes: committed code per image position, -1 while masked
     std::vector<int32_t> codes(static_cast<size_t>(batch * N)), last(static_cast<size_t>(batch * N));
     bool any_unknown = false;
@@ -65,7 +63,7 @@ std::vector<int32_t> maskgit_generate(const Engine& engine, const TokenLayout& t
     const std::vector<ColumnRange> columns{{0, offset, codebook}};
 
     Workspace ws;
-    DeviceBuffer d_codes(be, sizeof(int32_t) * batch * N), d_last(be, sizeof(int32_t) * batch * N), d_row, d_index, combined;
+    DeviceBuffer d_codes(be, sizeof(int32_t) * batch * N), d_last(be, sizeof(int32_t) * batch * N), d_row, d_index;
     double temperature = p.temperature;
     for (int64_t step = 0; step < steps; ++step) {
         if (cfg)
@@ -92,24 +90,16 @@ std::vector<int32_t> maskgit_generate(const Engine& engine, const TokenLayout& t
                 DYNIN_CHECK_ARG(slot >= 0, "an image position is masked out by the attention mask");
                 head.push_back(slot);
             }
-        auto t0 = Clock::now();
         ForwardArgs fa;
         fa.tokens = x.data();
         fa.layout = &layout;
         fa.head_slots = &head;
         fa.columns = columns;
-        const float* logits = engine.forward(fa, ws);
-        be->synchronize();
-        st.seconds_forward += std::chrono::duration<double>(Clock::now() - t0).count();
-        ++st.forwards;
-        t0 = Clock::now();
-        if (cfg) {
-            combined.ensure(be, sizeof(float) * std::max<int64_t>(n_cand * codebook, 1));
-            be->cfg_combine(logits + n_cand * codebook, logits, combined.as<float>(), n_cand * codebook,
-                            static_cast<float>(1.0 + p.guidance_scale), static_cast<float>(p.guidance_scale),
-                            Backend::CfgForm::kMaskgit);
-            logits = combined.as<float>();
-        }
+        const float* logits = run.forward(fa, ws);
+        if (cfg)
+            logits = run.guide(logits + n_cand * codebook, logits, n_cand * codebook, static_cast<float>(1.0 + p.guidance_scale),
+                               static_cast<float>(p.guidance_scale), Backend::CfgForm::kMaskgit);
+        const auto t0 = Clock::now();
         const double ratio = static_cast<double>(step + 1) / static_cast<double>(steps);
         temperature = temperature * (1.0 - ratio);  // compounds across steps, as the official sampler
         d_row.ensure(be, sizeof(int32_t) * std::max<int64_t>(n_cand, 1));

@@ -6,9 +6,9 @@
 // are computed once per request. Tokens are sampled at every temperature; the per-row top-k by
 // sampled probability is committed. Fast mode adds KV reuse and threshold / factor commits.
 #include <algorithm>
-#include <chrono>
 
 #include "dynin_rt/common.h"
+#include "dynin_rt/loop_support.h"
 #include "dynin_rt/samplers.h"
 
 namespace dynin_rt {
@@ -17,17 +17,11 @@ std::vector<std::vector<int32_t>> t2s_generate(const Engine& engine, const Token
                                                const std::vector<int32_t>& canvas, const std::vector<uint8_t>* keep,
                                                int64_t batch, const T2sParams& p, SamplerStats* stats,
                                                const BlockCallback& on_block) {
-    using Clock = std::chrono::steady_clock;
-    DYNIN_CHECK_ARG(batch > 0 && !canvas.empty() && canvas.size() % batch == 0, "canvas must be a non-empty [B, T] array");
+    const int64_t T = check_canvas(engine, canvas, batch, "canvas");
     DYNIN_CHECK_ARG(tokens.speech_offset >= 0, "this model has no speech rows (or no tokenizer to place them)");
     DYNIN_CHECK_ARG(p.steps > 0 && p.block_length > 0, "steps and block_length must be positive");
     DYNIN_CHECK_ARG(p.temperature >= 0 && p.cfg_scale >= 0, "temperature and cfg_scale must be >= 0");
-    const int64_t T = static_cast<int64_t>(canvas.size()) / batch;
-    DYNIN_CHECK_ARG(T <= engine.config().max_seq_len, "canvas of ", T, " tokens exceeds the context of ",
-                    engine.config().max_seq_len);
     if (keep) DYNIN_CHECK_ARG(keep->size() == canvas.size(), "attention mask must match the canvas");
-    for (int32_t id : canvas)
-        DYNIN_CHECK_ARG(id >= 0 && id < engine.config().vocab_size, "token id ", id, " outside [0, ", engine.config().vocab_size, ")");
     const int32_t mask = static_cast<int32_t>(tokens.mask_id);
     std::vector<int64_t> mask_cols;
     for (int64_t t = 0; t < T; ++t)
@@ -51,7 +45,7 @@ std::vector<std::vector<int32_t>> t2s_generate(const Engine& engine, const Token
     const bool scheduled = p.select == SelectRule::kTopK;
     Backend* be = engine.backend();
     SamplerStats local;
-    SamplerStats& st = stats ? *stats : local;
+    StepRunner run(engine, stats ? *stats : local);
 
     std::vector<int32_t> x(canvas);
     const CanvasLayout layout(batch, T, keep ? keep->data() : nullptr);
@@ -65,27 +59,21 @@ std::vector<std::vector<int32_t>> t2s_generate(const Engine& engine, const Token
     if (p.cache != CacheMode::kNone) engine.ensure_cache(cache, layout.slots());
 
     // Unconditional logits of every speech position, once: [B * max_new, C].
-    DeviceBuffer uncond, gathered, combined, d_rows, d_cand_row, d_cand_pos, d_k, d_committed(be, sizeof(int32_t) * batch),
-        d_canvas(be, sizeof(int32_t) * batch * T);
+    DeviceBuffer uncond, gathered, d_rows;
     if (p.cfg_scale > 0.0) {
         std::vector<int64_t> head;
         for (int64_t b = 0; b < batch; ++b)
             for (int64_t i = 0; i < max_new; ++i) head.push_back(slot_of(b, mask_cols[i]));
-        auto t0 = Clock::now();
         ForwardArgs fa;
         fa.tokens = canvas.data();
         fa.layout = &layout;
         fa.head_slots = &head;
         fa.columns = columns;
-        const float* logits = engine.forward(fa, ws);
+        const float* logits = run.forward(fa, ws);
         uncond = DeviceBuffer(be, sizeof(float) * batch * max_new * C);
         be->copy_rows({logits, C, nullptr, uncond.as<float>(), C, nullptr, batch * max_new, C});
-        be->synchronize();
-        st.seconds_forward += std::chrono::duration<double>(Clock::now() - t0).count();
-        ++st.forwards;
     }
 
-    std::vector<int32_t> committed(static_cast<size_t>(batch));
     for (int64_t blk = 0; blk < n_blocks; ++blk) {
         const int64_t lo = blk * block, hi = std::min((blk + 1) * block, max_new);
         std::vector<std::vector<int64_t>> k_sched(static_cast<size_t>(batch));
@@ -117,7 +105,6 @@ std::vector<std::vector<int32_t>> t2s_generate(const Engine& engine, const Token
                     for (int64_t t = from; t < to; ++t)
                         if (layout.pos_slot[b * T + t] >= 0) active.push_back(layout.pos_slot[b * T + t]);
             }
-            auto t0 = Clock::now();
             ForwardArgs fa;
             fa.tokens = x.data();
             fa.layout = &layout;
@@ -126,43 +113,24 @@ std::vector<std::vector<int32_t>> t2s_generate(const Engine& engine, const Token
             fa.fill_cache = p.cache != CacheMode::kNone && full;
             fa.head_slots = &head;
             fa.columns = columns;
-            const float* logits = engine.forward(fa, ws);
-            be->synchronize();
-            st.seconds_forward += std::chrono::duration<double>(Clock::now() - t0).count();
-            ++st.forwards;
-            t0 = Clock::now();
+            const float* logits = run.forward(fa, ws);
             if (p.cfg_scale > 0.0) {
                 d_rows.ensure(be, sizeof(int64_t) * n_cand);
                 be->copy_to_device(d_rows.as<void>(), uncond_rows.data(), sizeof(int64_t) * n_cand);
                 gathered.ensure(be, sizeof(float) * n_cand * C);
-                combined.ensure(be, sizeof(float) * n_cand * C);
                 be->copy_rows({uncond.as<float>(), C, d_rows.as<int64_t>(), gathered.as<float>(), C, nullptr, n_cand, C});
-                be->cfg_combine(gathered.as<float>(), logits, combined.as<float>(), n_cand * C,
-                                static_cast<float>(p.cfg_scale + 1.0), 0.0f, Backend::CfgForm::kLlada);
-                logits = combined.as<float>();
+                logits = run.guide(gathered.as<float>(), logits, n_cand * C, static_cast<float>(p.cfg_scale + 1.0), 0.0f,
+                                   Backend::CfgForm::kLlada);
             }
-            std::vector<int32_t> k(static_cast<size_t>(batch));
-            for (int64_t b = 0; b < batch; ++b) k[b] = static_cast<int32_t>(scheduled ? k_sched[b][s] : 0);
-            d_cand_row.ensure(be, sizeof(int32_t) * n_cand);
-            d_cand_pos.ensure(be, sizeof(int32_t) * n_cand);
-            d_k.ensure(be, sizeof(int32_t) * batch);
-            be->copy_to_device(d_cand_row.as<void>(), cand_row.data(), sizeof(int32_t) * n_cand);
-            be->copy_to_device(d_cand_pos.as<void>(), cand_pos.data(), sizeof(int32_t) * n_cand);
-            be->copy_to_device(d_k.as<void>(), k.data(), sizeof(int32_t) * batch);
-            be->copy_to_device(d_canvas.as<void>(), x.data(), sizeof(int32_t) * batch * T);
+            std::vector<int32_t> k(static_cast<size_t>(batch), 0);
+            if (scheduled)
+                for (int64_t b = 0; b < batch; ++b) k[b] = static_cast<int32_t>(k_sched[b][s]);
             CommitStepParams cp;
             cp.logits = logits;
             cp.ld = C;
-            cp.n_cand = n_cand;
             cp.n_cols = C;
             cp.columns = columns.data();
             cp.n_ranges = static_cast<int64_t>(columns.size());
-            cp.cand_row = d_cand_row.as<int32_t>();
-            cp.cand_pos = d_cand_pos.as<int32_t>();
-            cp.canvas = d_canvas.as<int32_t>();
-            cp.batch = batch;
-            cp.canvas_len = T;
-            cp.k_per_row = d_k.as<int32_t>();
             cp.choice = TokenChoice::kCategorical;
             cp.confidence = ConfidenceKind::kProbability;
             cp.select = p.select;
@@ -171,15 +139,7 @@ std::vector<std::vector<int32_t>> t2s_generate(const Engine& engine, const Token
             cp.factor = p.factor;
             cp.seed = p.seed;
             cp.step = blk * inner + s;
-            cp.committed_per_row = d_committed.as<int32_t>();
-            be->commit_step(cp);
-            be->copy_to_host(x.data(), d_canvas.as<void>(), sizeof(int32_t) * batch * T);
-            be->copy_to_host(committed.data(), d_committed.as<void>(), sizeof(int32_t) * batch);
-            st.seconds_sample += std::chrono::duration<double>(Clock::now() - t0).count();
-            ++st.steps;
-            int32_t total = 0;
-            for (int32_t c : committed) total += c;
-            st.committed_per_step.push_back(total);
+            run.commit(cp, cand_row, cand_pos, k, x, batch, T);
         }
         if (on_block) on_block(blk, x);
     }

@@ -4,6 +4,7 @@
 #include <cuda_fp16.h>
 
 #include "cuda_ops.h"
+#include "weights.cuh"
 
 namespace dynin_rt {
 namespace cuda {
@@ -12,20 +13,12 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ inline float load_weight(const void* w, DType t, int64_t i) {
-    switch (t) {
-        case DType::F32: return static_cast<const float*>(w)[i];
-        case DType::BF16: return __bfloat162float(static_cast<const __nv_bfloat16*>(w)[i]);
-        case DType::F16: return __half2float(static_cast<const __half*>(w)[i]);
-    }
-    return 0.0f;
-}
 
 // out[i, :] = table[ids[i], :]   grid: m rows
 __global__ void embed_kernel(EmbedParams p) {
     const int64_t i = blockIdx.x;
     const int64_t row = p.ids[i];
-    for (int64_t j = threadIdx.x; j < p.d; j += blockDim.x) p.out[i * p.d + j] = load_weight(p.table, p.dtype, row * p.d + j);
+    for (int64_t j = threadIdx.x; j < p.d; j += blockDim.x) p.out[i * p.d + j] = weight_at(p.table, p.dtype, row * p.d + j);
 }
 
 // out[i, j] = silu(gate[i, j]) * up[i, j]   grid: m rows

@@ -3,6 +3,7 @@
 #include <cuda_fp16.h>
 
 #include "cuda_ops.h"
+#include "weights.cuh"
 
 namespace dynin_rt {
 namespace cuda {
@@ -11,14 +12,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ inline float weight_at(const void* w, DType t, int64_t j) {
-    switch (t) {
-        case DType::F32: return static_cast<const float*>(w)[j];
-        case DType::BF16: return __bfloat162float(static_cast<const __nv_bfloat16*>(w)[j]);
-        case DType::F16: return __half2float(static_cast<const __half*>(w)[j]);
-    }
-    return 0.0f;
-}
 
 // out[i, :] = x[i, :] * rsqrt(mean(x[i, :]^2) + eps) * w   grid: m rows, block: kThreads
 __global__ void rms_norm_kernel(RmsNormParams p) {
