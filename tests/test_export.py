@@ -1,5 +1,4 @@
 """The HF -> runtime exporter: fused layouts, manifest, dtype conversion, and load()'s export cache."""
-import json
 import os
 
 import numpy as np

@@ -4,7 +4,6 @@ Special ids are written as literals from the spec so that a wrong constant in dy
 here; the text parts come from the fixture tokenizer itself.
 """
 import pytest
-import torch
 
 from dynin_rt import prompts
 from dynin_rt.tokens import TextTokenizer, TokenLayout

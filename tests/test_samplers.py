@@ -1,5 +1,4 @@
 """The three samplers' decisions, checked by hand on stand-in models whose logits the test designs."""
-import math
 
 import numpy as np
 import pytest

@@ -68,7 +68,7 @@ def _export_key(hf_dir: str, dtype: str) -> str:
 
 
 def _checkpoint_dtype(hf_dir: str) -> str:
-    from .checkpoint import read_config, weight_files
+    from .checkpoint import weight_files
     from safetensors import safe_open
 
     files = weight_files(hf_dir)

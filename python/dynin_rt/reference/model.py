@@ -13,7 +13,6 @@ same casts, same order), because every faster path in dynin_rt is tested against
 """
 from __future__ import annotations
 
-import math
 import os
 
 import torch
@@ -21,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import ModelConfig, iter_tensors, read_config
-from ..errors import CheckpointError, TokenizerMissingError
+from ..errors import TokenizerMissingError
 from ..tokens import TextTokenizer, TokenLayout
 
 
