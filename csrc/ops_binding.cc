@@ -81,26 +81,18 @@ class Ops {
     }
 
     // y [m, n] = x . w[row0 : row0 + n]^T through the backend's packed weight layout.
-    py::array_t<float> gemm_packed(const Arr<float>& x, const Arr<float>& w, int64_t row0, int64_t n) {
-        DYNIN_CHECK_ARG(x.ndim() == 2 && w.ndim() == 2 && x.shape(1) == w.shape(1) && row0 >= 0 && n > 0 &&
-                            row0 + n <= w.shape(0),
-                        "gemm_packed: x [m, k], w [N, k], rows [row0, row0 + n) inside w");
-        const int64_t m = x.shape(0), k = x.shape(1);
-        DeviceBuffer dx = upload(be_.get(), x), dw = upload(be_.get(), w), dy(be_.get(), sizeof(float) * m * n);
-        GemmParams p;
-        p.x = dx.as<float>();
-        p.ldx = k;
-        p.w = dw.as<void>();
-        p.y = dy.as<float>();
-        p.ldy = n;
-        p.m = m;
-        p.k = k;
+    py::array_t<float> gemm_packed(const Arr<float>& x, const py::array& w, int64_t row0, int64_t n, const std::string& dtype) {
+        DYNIN_CHECK_ARG(w.ndim() == 2 && row0 >= 0 && n > 0 && row0 + n <= w.shape(0), "gemm_packed: rows [row0, row0 + n) inside w");
+        GemmOperands g = gemm_operands(x, w, dtype);
         std::vector<DeviceBuffer> storage;
-        pack(p, w.shape(0), k, &storage);
-        p.n = n;
-        p.w_row0 = row0;
-        be_->gemm(p);
-        return download<float>(be_.get(), dy, {m, n});
+        pack(g.p, g.p.n, g.p.k, &storage);
+        g.y = DeviceBuffer(be_.get(), sizeof(float) * g.p.m * n);
+        g.p.y = g.y.as<float>();
+        g.p.ldy = n;
+        g.p.n = n;
+        g.p.w_row0 = row0;
+        be_->gemm(g.p);
+        return download<float>(be_.get(), g.y, {g.p.m, n});
     }
 
     py::array_t<float> rms_norm(const Arr<float>& x, const Arr<float>& w, float eps) {
@@ -274,7 +266,7 @@ class Ops {
     }
 
     void pack(GemmParams& p, int64_t n, int64_t k, std::vector<DeviceBuffer>* storage) {
-        const void* packed = be_->pack_weights(p.w, DType::F32, n, k, storage);
+        const void* packed = be_->pack_weights(p.w, p.w_dtype, n, k, storage);
         DYNIN_CHECK_ARG(packed, "this backend does not pack weights");
         p.w = packed;
         p.w_packed = true;
@@ -291,7 +283,8 @@ void bind_ops(py::module_& m) {
         .def("gemm", &Ops::gemm, py::arg("x"), py::arg("w"), py::arg("dtype") = "fp32", py::arg("y") = py::none())
         .def("time_gemm", &Ops::time_gemm, py::arg("x"), py::arg("w"), py::arg("dtype") = "fp32", py::arg("repeats") = 5,
              py::arg("packed") = false)
-        .def("gemm_packed", &Ops::gemm_packed, py::arg("x"), py::arg("w"), py::arg("row0"), py::arg("n"))
+        .def("gemm_packed", &Ops::gemm_packed, py::arg("x"), py::arg("w"), py::arg("row0"), py::arg("n"),
+             py::arg("dtype") = "fp32")
         .def("rms_norm", &Ops::rms_norm, py::arg("x"), py::arg("w"), py::arg("eps"))
         .def("rope", &Ops::rope, py::arg("q"), py::arg("k"), py::arg("positions"), py::arg("head_dim"), py::arg("theta"))
         .def("attention", &Ops::attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("q_start"), py::arg("k_start"),

@@ -183,10 +183,8 @@ def test_counter_rng_twins_agree():
 
 
 @pytest.mark.parametrize("m, row0, n", [(1, 0, 16), (5, 3, 40), (12, 16, 33), (13, 7, 200), (40, 100, 17)])
-def test_gemm_on_packed_weights(m, row0, n):
+def test_gemm_on_packed_fp32_weights(m, row0, n):
     # The LM head slices its packed copy at any row (e.g. the image codes start at 126372).
-    if not hasattr(OPS, "gemm_packed"):
-        pytest.skip("no packed kernel in this build")
     k = 37
     x = RNG.standard_normal((m, k), dtype=np.float32)
     w = RNG.standard_normal((row0 + n + 5, k), dtype=np.float32)
@@ -194,5 +192,19 @@ def test_gemm_on_packed_weights(m, row0, n):
     try:
         got = OPS.gemm_packed(x, w, row0, n)
     except ValueError as exc:
-        pytest.skip(f"this CPU build does not pack weights ({exc})")
+        pytest.skip(f"this CPU build does not pack fp32 weights ({exc})")
     assert rel_err(got, want) < 1e-5
+
+
+@pytest.mark.parametrize("m, row0, n, k", [(1, 0, 16, 8), (5, 3, 40, 37), (13, 7, 200, 64), (40, 100, 17, 129)])
+def test_gemm_on_packed_bf16_weights_within_twice_torch_bf16_error(m, row0, n, k):
+    x = torch.randn(m, k, generator=torch.Generator().manual_seed(m))
+    w = torch.randn(row0 + n + 3, k, generator=torch.Generator().manual_seed(k)).bfloat16()
+    exact = x.double() @ w[row0:row0 + n].double().T
+    torch_err = (torch.nn.functional.linear(x.bfloat16(), w[row0:row0 + n]).double() - exact).abs().max().item()
+    bits = w.view(torch.int16).numpy().view(np.uint16)
+    try:
+        got = torch.from_numpy(OPS.gemm_packed(x.numpy(), bits, row0, n, "bf16")).double()
+    except ValueError as exc:
+        pytest.skip(f"this CPU has no AVX512-BF16 packed kernel ({exc})")
+    assert (got - exact).abs().max().item() <= 2 * torch_err + 1e-6

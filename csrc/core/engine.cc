@@ -46,7 +46,8 @@ void rope_tables(int64_t max_pos, int64_t head_dim, double theta, std::vector<fl
 
 namespace {
 
-constexpr int64_t kPackedHeadRows = 64;
+// fp32 packed copies beat sgemm up to about this many activation rows (bf16 ones always win).
+constexpr int64_t kPackedRows = 64;
 
 template <typename T>
 T* ensure(DeviceBuffer& buf, Backend* backend, int64_t count) {
@@ -60,13 +61,39 @@ Engine::Engine(const ModelConfig& cfg, std::shared_ptr<const ModelWeights> weigh
     : cfg_(cfg), weights_(std::move(weights)), backend_(std::move(backend)) {
     cfg_.validate();
     w_ = weights_->place(backend_.get(), /*widen_f16=*/backend_->name() == "cpu", &storage_);
-    lm_head_packed_ = backend_->pack_weights(w_.lm_head, w_.dtype, cfg_.vocab_size, cfg_.d_model, &storage_);
+    // Packed copies: the layout the backend's GEMM streams fastest (CPU: 16-row panels).
+    const int64_t d = cfg_.d_model, h = cfg_.mlp_hidden;
+    auto pack = [&](const void* w, int64_t n, int64_t k) { return backend_->pack_weights(w, w_.dtype, n, k, &storage_); };
+    packed_.dtype = w_.dtype;
+    packed_.layers.resize(w_.layers.size());
+    for (size_t l = 0; l < w_.layers.size(); ++l) {
+        const LayerWeights& src = w_.layers[l];
+        LayerWeights& dst = packed_.layers[l];
+        dst.wqkv = pack(src.wqkv, 3 * d, d);
+        dst.wo = pack(src.wo, d, d);
+        dst.w_gate_up = pack(src.w_gate_up, 2 * h, d);
+        dst.w_down = pack(src.w_down, d, h);
+    }
+    packed_.lm_head = pack(w_.lm_head, cfg_.vocab_size, d);
     std::vector<float> s, c;
     rope_tables(cfg_.max_seq_len, cfg_.head_dim(), cfg_.rope_theta, &s, &c);
     rope_sin_ = DeviceBuffer(backend_.get(), sizeof(float) * s.size());
     rope_cos_ = DeviceBuffer(backend_.get(), sizeof(float) * c.size());
     backend_->copy_to_device(rope_sin_.as<void>(), s.data(), sizeof(float) * s.size());
     backend_->copy_to_device(rope_cos_.as<void>(), c.data(), sizeof(float) * c.size());
+}
+
+void Engine::matmul(const float* x, int64_t ldx, const void* w, const void* packed, int64_t n, int64_t k, float* y,
+                    int64_t ldy, int64_t m, bool accumulate, int64_t row0) const {
+    GemmParams g{x, ldx, w, w_.dtype, k, y, ldy, m, n, k, accumulate};
+    if (packed && (w_.dtype != DType::F32 || m <= kPackedRows)) {
+        g.w = packed;
+        g.w_packed = true;
+        g.w_row0 = row0;
+    } else {
+        g.w = static_cast<const char*>(w) + dtype_size(w_.dtype) * row0 * k;
+    }
+    backend_->gemm(g);
 }
 
 void Engine::ensure_cache(KVCache& cache, int64_t slots) const {
@@ -130,7 +157,8 @@ const float* Engine::forward(const ForwardArgs& a, Workspace& ws) const {
     for (int64_t l = 0; l < cfg_.n_layers; ++l) {
         const LayerWeights& lw = w_.layers[l];
         be->rms_norm({x, lw.attn_norm, w_.dtype, h, M, d, eps});
-        be->gemm({h, d, lw.wqkv, w_.dtype, d, qkv, 3 * d, M, 3 * d, d, false});
+        const LayerWeights& lp = packed_.layers[l];
+        matmul(h, d, lw.wqkv, lp.wqkv, 3 * d, d, qkv, 3 * d, M, false);
         be->rope({qkv, qkv + d, 3 * d, d_pos, M, nh, hd, rope_sin_.as<float>(), rope_cos_.as<float>()});
         AttentionParams ap;
         ap.q = qkv;
@@ -157,11 +185,11 @@ const float* Engine::forward(const ForwardArgs& a, Workspace& ws) const {
             ap.ldkv = 3 * d;
         }
         be->attention(ap);
-        be->gemm({attn, d, lw.wo, w_.dtype, d, x, d, M, d, d, true});
+        matmul(attn, d, lw.wo, lp.wo, d, d, x, d, M, true);
         be->rms_norm({x, lw.ffn_norm, w_.dtype, h, M, d, eps});
-        be->gemm({h, d, lw.w_gate_up, w_.dtype, d, gate_up, 2 * hid, M, 2 * hid, d, false});
+        matmul(h, d, lw.w_gate_up, lp.w_gate_up, 2 * hid, d, gate_up, 2 * hid, M, false);
         be->swiglu({gate_up, 2 * hid, act, M, hid});
-        be->gemm({act, hid, lw.w_down, w_.dtype, hid, x, d, M, d, hid, true});
+        matmul(act, hid, lw.w_down, lp.w_down, d, hid, x, d, M, true);
     }
 
     // LM head: only the requested slots and vocabulary columns.
@@ -187,19 +215,8 @@ const float* Engine::forward(const ForwardArgs& a, Workspace& ws) const {
     float* head_norm = head_in + R * d;
     be->copy_rows({x, d, d_rows, head_in, d, nullptr, R, d});
     be->rms_norm({head_in, w_.final_norm, w_.dtype, head_norm, R, d, eps});
-    // Few rows stream the (packed) head once; many rows are a plain sgemm.
-    const bool packed = lm_head_packed_ && R <= kPackedHeadRows;
-    for (const ColumnRange& c : a.columns) {
-        GemmParams g{head_norm, d, w_.lm_head, w_.dtype, d, logits + c.col, C, R, c.count, d, false};
-        if (packed) {
-            g.w = lm_head_packed_;
-            g.w_packed = true;
-            g.w_row0 = c.token;
-        } else {
-            g.w = static_cast<const char*>(w_.lm_head) + dtype_size(w_.dtype) * c.token * d;
-        }
-        be->gemm(g);
-    }
+    for (const ColumnRange& c : a.columns)
+        matmul(head_norm, d, w_.lm_head, packed_.lm_head, c.count, d, logits + c.col, C, R, false, c.token);
     return logits;
 }
 

@@ -23,12 +23,19 @@ class CpuBackend final : public Backend {
     void copy_to_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
 
     void gemm(const GemmParams& p) override { cpu_gemm(p); }
-    // fp32 weights read by few activation rows are packed into 16-row k-major panels (gemm_packed.cc).
+    // Weights in 16-row panels, k-major (gemm_packed.cc: fp32; gemm_bf16.cc: bf16 k pairs).
     const void* pack_weights(const void* w, DType dtype, int64_t n, int64_t k, std::vector<DeviceBuffer>* storage) override {
-        if (dtype != DType::F32 || !cpu_packs_weights()) return nullptr;
-        storage->emplace_back(this, sizeof(float) * cpu_packed_weights_floats(n, k));
-        cpu_pack_weights_f32(static_cast<const float*>(w), n, k, storage->back().as<float>());
-        return storage->back().as<void>();
+        if (dtype == DType::F32 && cpu_packs_weights()) {
+            storage->emplace_back(this, sizeof(float) * cpu_packed_weights_floats(n, k));
+            cpu_pack_weights_f32(static_cast<const float*>(w), n, k, storage->back().as<float>());
+            return storage->back().as<void>();
+        }
+        if (dtype == DType::BF16 && cpu_has_avx512_bf16()) {
+            storage->emplace_back(this, sizeof(uint16_t) * cpu_packed_bf16_elems(n, k));
+            cpu_pack_weights_bf16(static_cast<const uint16_t*>(w), n, k, storage->back().as<uint16_t>());
+            return storage->back().as<void>();
+        }
+        return nullptr;
     }
     void embed(const EmbedParams& p) override { cpu_embed(p); }
     void rms_norm(const RmsNormParams& p) override { cpu_rms_norm(p); }

@@ -10,6 +10,9 @@ void cpu_gemm_packed(const GemmParams& p);     // gemm_packed.cc (w_packed)
 bool cpu_packs_weights();                      // gemm_packed.cc: whether this build has the packed kernel
 int64_t cpu_packed_weights_floats(int64_t n, int64_t k);
 void cpu_pack_weights_f32(const float* w, int64_t n, int64_t k, float* packed);
+int64_t cpu_packed_bf16_elems(int64_t n, int64_t k);                            // gemm_bf16.cc
+void cpu_pack_weights_bf16(const uint16_t* w, int64_t n, int64_t k, uint16_t* packed);
+void cpu_gemm_packed_bf16(const GemmParams& p);
 bool cpu_has_avx512_bf16();                    // gemm_bf16.cc
 void cpu_embed(const EmbedParams& p);          // elementwise.cc
 void cpu_rms_norm(const RmsNormParams& p);     // norm.cc

@@ -1,6 +1,8 @@
-// y = x . w^T with bf16 weights on the CPU. With AVX512-BF16 (Zen 4, Sapphire Rapids) the inner
-// products run on vdpbf16ps over bf16-rounded activations with fp32 accumulation, reading each
-// weight byte once per call; otherwise weight panels are widened to fp32 and handed to sgemm.
+// y = x . w^T with bf16 weights on the CPU. With AVX512-BF16 (Zen 4, Sapphire Rapids) the products
+// run on vdpbf16ps over bf16-rounded activations with fp32 accumulation: from a panel-packed copy
+// (16 weight rows x k pairs, so each instruction adds two k terms to 16 output columns for one
+// broadcast activation pair, no horizontal sums), or, for weights that were not packed, as dot
+// products over row-major rows. Without AVX512-BF16, weight panels are widened to fp32 for sgemm.
 // This file is compiled with -mavx512f -mavx512bf16 -mavx512bw -mavx512vl when the compiler
 // supports them; the AVX512 path only runs after a CPUID check.
 #include <cblas.h>
@@ -95,9 +97,92 @@ void gemm_bf16_avx512(const GemmParams& p) {
         }
     }, 8);
 }
+
+constexpr int64_t kPanel = 16;  // weight rows per packed panel
+constexpr int64_t kRows = 12;   // activation rows per tile: 2 panels x 12 = 24 accumulators
+
+// Two panels (32 output columns) x MR activation rows; xb is [m, k_pairs * 2] bf16.
+template <int MR>
+void packed_tile(const GemmParams& p, const uint16_t* xb, int64_t k_pairs, const uint16_t* w0, const uint16_t* w1, int64_t m0,
+                 int64_t panel) {
+    __m512 a0[MR], a1[MR];
+    for (int i = 0; i < MR; ++i) a0[i] = a1[i] = _mm512_setzero_ps();
+    const int32_t* x = reinterpret_cast<const int32_t*>(xb) + m0 * k_pairs;  // one bf16 pair per int32
+    for (int64_t kp = 0; kp < k_pairs; ++kp) {
+        const __m512bh v0 = (__m512bh)_mm512_loadu_si512(w0 + kp * 2 * kPanel);
+        const __m512bh v1 = (__m512bh)_mm512_loadu_si512(w1 + kp * 2 * kPanel);
+        for (int i = 0; i < MR; ++i) {
+            const __m512bh xv = (__m512bh)_mm512_set1_epi32(x[i * k_pairs + kp]);
+            a0[i] = _mm512_dpbf16_ps(a0[i], xv, v0);
+            a1[i] = _mm512_dpbf16_ps(a1[i], xv, v1);
+        }
+    }
+    alignas(64) float buf[2 * kPanel];
+    const int64_t col_lo = p.w_row0, col_hi = p.w_row0 + p.n;
+    for (int i = 0; i < MR; ++i) {
+        _mm512_store_ps(buf, a0[i]);
+        _mm512_store_ps(buf + kPanel, a1[i]);
+        float* y = p.y + (m0 + i) * p.ldy;
+        for (int64_t j = 0; j < 2 * kPanel; ++j) {
+            const int64_t row = panel * kPanel + j;
+            if (row < col_lo || row >= col_hi) continue;
+            float& out = y[row - p.w_row0];
+            out = p.accumulate ? out + buf[j] : buf[j];
+        }
+    }
+}
+
+using PackedTile = void (*)(const GemmParams&, const uint16_t*, int64_t, const uint16_t*, const uint16_t*, int64_t, int64_t);
+constexpr PackedTile kPackedTiles[kRows + 1] = {nullptr,          packed_tile<1>,  packed_tile<2>, packed_tile<3>,
+                                                packed_tile<4>,   packed_tile<5>,  packed_tile<6>, packed_tile<7>,
+                                                packed_tile<8>,   packed_tile<9>,  packed_tile<10>, packed_tile<11>,
+                                                packed_tile<12>};
 #endif
 
 }  // namespace
+
+int64_t cpu_packed_bf16_elems(int64_t n, int64_t k) { return (n + 15) / 16 * 16 * ((k + 1) / 2) * 2; }
+
+void cpu_pack_weights_bf16(const uint16_t* w, int64_t n, int64_t k, uint16_t* packed) {
+    // element (row, col) -> ((panel * k_pairs + col / 2) * 16 + row % 16) * 2 + col % 2
+    const int64_t panels = (n + 15) / 16, k_pairs = (k + 1) / 2;
+    parallel_for(panels, [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p)
+            for (int64_t kp = 0; kp < k_pairs; ++kp)
+                for (int64_t j = 0; j < 16; ++j)
+                    for (int64_t e = 0; e < 2; ++e) {
+                        const int64_t row = p * 16 + j, col = 2 * kp + e;
+                        packed[((p * k_pairs + kp) * 16 + j) * 2 + e] = row < n && col < k ? w[row * k + col] : 0;
+                    }
+    }, 64);
+}
+
+void cpu_gemm_packed_bf16(const GemmParams& p) {
+#if defined(__AVX512BF16__)
+    const int64_t k_pairs = (p.k + 1) / 2;
+    std::vector<uint16_t> xb(static_cast<size_t>(p.m * k_pairs * 2), 0);  // activations in bf16, even k
+    parallel_for(p.m, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i)
+            for (int64_t j = 0; j < p.k; ++j) xb[i * k_pairs * 2 + j] = f32_to_bf16(p.x[i * p.ldx + j]);
+    });
+    const auto* packed = static_cast<const uint16_t*>(p.w);
+    const int64_t panel_elems = k_pairs * 2 * kPanel;
+    const int64_t first = p.w_row0 / kPanel, last = (p.w_row0 + p.n - 1) / kPanel;
+    const int64_t pairs = (last - first) / 2 + 1;
+    parallel_for(pairs, [&](int64_t q0, int64_t q1) {
+        std::vector<uint16_t> zero(static_cast<size_t>(panel_elems), 0);  // stands in past the last panel
+        for (int64_t q = q0; q < q1; ++q) {
+            const int64_t panel = first + 2 * q;
+            const uint16_t* w0 = packed + panel * panel_elems;
+            const uint16_t* w1 = panel + 1 <= last ? w0 + panel_elems : zero.data();
+            for (int64_t m0 = 0; m0 < p.m; m0 += kRows)
+                kPackedTiles[std::min(kRows, p.m - m0)](p, xb.data(), k_pairs, w0, w1, m0, panel);
+        }
+    }, 4);
+#else
+    throw InvalidArgument("packed bf16 weights need AVX512-BF16");
+#endif
+}
 
 void cpu_gemm_bf16(const GemmParams& p) {
     if (p.m == 0 || p.n == 0) return;

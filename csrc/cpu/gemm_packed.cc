@@ -83,6 +83,10 @@ constexpr TileFn kTiles[kRows + 1] = {nullptr,  tile<1>, tile<2>, tile<3>, tile<
 #endif
 
 void cpu_gemm_packed(const GemmParams& p) {
+    if (p.w_dtype == DType::BF16) {
+        cpu_gemm_packed_bf16(p);
+        return;
+    }
 #if defined(__AVX512F__)
     const auto* packed = static_cast<const float*>(p.w);
     const int64_t first = p.w_row0 / kPanel, last = (p.w_row0 + p.n - 1) / kPanel;  // panels touched

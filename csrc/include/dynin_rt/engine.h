@@ -71,8 +71,13 @@ class Engine {
     std::shared_ptr<const ModelWeights> weights_;
     std::unique_ptr<Backend> backend_;
     std::vector<DeviceBuffer> storage_;  // weights copied to the backend, when they had to be
+    // y = x . w^T for one weight matrix: the backend's packed copy when it made one and it pays off
+    // for m rows, else the row-major weights. row0: first weight row (the LM head's column ranges).
+    void matmul(const float* x, int64_t ldx, const void* w, const void* packed, int64_t n, int64_t k, float* y, int64_t ldy,
+                int64_t m, bool accumulate, int64_t row0 = 0) const;
+
     WeightSet w_;
-    const void* lm_head_packed_ = nullptr;  // the backend's packed LM head, if it packs
+    WeightSet packed_;  // the backend's packed copies (null pointers where it keeps row-major weights)
     DeviceBuffer rope_sin_, rope_cos_;    // [max_seq_len, head_dim / 2]
 };
 
