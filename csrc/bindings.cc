@@ -130,19 +130,7 @@ PyEngine make_engine(const std::string& weights_path, const py::dict& config, co
     tl.speech_offset = layout["speech_offset"].cast<int64_t>();
     tl.validate(cfg.vocab_size);
     auto weights = std::make_shared<ModelWeights>(weights_path, cfg, parse_dtype(dtype));
-    std::unique_ptr<Backend> be;
-    if (backend == "cpu") {
-        be = make_cpu_backend();
-    } else if (backend == "cuda") {
-#if DYNIN_RT_WITH_CUDA
-        be = make_cuda_backend(device);
-#else
-        throw InvalidArgument("this build of dynin_rt has no CUDA backend (rebuild with -Ccmake.define.DYNIN_RT_CUDA=ON)");
-#endif
-    } else {
-        throw InvalidArgument("backend must be cpu or cuda, not " + backend);
-    }
-    (void)device;
+    std::unique_ptr<Backend> be = make_backend(backend, device);
     return {std::make_shared<Engine>(cfg, std::move(weights), std::move(be)), tl};
 }
 

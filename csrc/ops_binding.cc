@@ -36,18 +36,7 @@ py::array_t<T> download(Backend* be, const DeviceBuffer& buf, std::vector<py::ss
 
 class Ops {
  public:
-    explicit Ops(const std::string& backend) {
-        if (backend == "cpu") {
-            be_ = make_cpu_backend();
-        } else {
-#if DYNIN_RT_WITH_CUDA
-            DYNIN_CHECK_ARG(backend == "cuda", "backend must be cpu or cuda");
-            be_ = make_cuda_backend(0);
-#else
-            throw InvalidArgument("this build has no CUDA backend");
-#endif
-        }
-    }
+    explicit Ops(const std::string& backend) : be_(make_backend(backend)) {}
 
     // x [m, k] fp32; w [n, k] fp32 (dtype "fp32") or uint16 bf16 bits (dtype "bf16") -> y [m, n]
     py::array_t<float> gemm(const Arr<float>& x, const py::array& w, const std::string& dtype, const py::object& y0) {

@@ -60,7 +60,7 @@ T* ensure(DeviceBuffer& buf, Backend* backend, int64_t count) {
 Engine::Engine(const ModelConfig& cfg, std::shared_ptr<const ModelWeights> weights, std::unique_ptr<Backend> backend)
     : cfg_(cfg), weights_(std::move(weights)), backend_(std::move(backend)) {
     cfg_.validate();
-    w_ = weights_->place(backend_.get(), /*widen_f16=*/backend_->name() == "cpu", &storage_);
+    w_ = weights_->place(backend_.get(), &storage_);
     // Packed copies: the layout the backend's GEMM streams fastest (CPU: 16-row panels).
     const int64_t d = cfg_.d_model, h = cfg_.mlp_hidden;
     auto pack = [&](const void* w, int64_t n, int64_t k) { return backend_->pack_weights(w, w_.dtype, n, k, &storage_); };

@@ -53,9 +53,10 @@ ModelWeights::ModelWeights(const std::string& path, const ModelConfig& cfg, DTyp
     host_.lm_head = take("lm_head");
 }
 
-WeightSet ModelWeights::place(Backend* backend, bool widen_f16, std::vector<DeviceBuffer>* storage) const {
-    const bool widen = widen_f16 && host_.dtype == DType::F16;
-    const bool copy = backend->name() != "cpu" || widen;
+WeightSet ModelWeights::place(Backend* backend, std::vector<DeviceBuffer>* storage) const {
+    const BackendCaps caps = backend->caps();
+    const bool widen = !caps.computes_f16 && host_.dtype == DType::F16;
+    const bool copy = !caps.host_memory || widen;
     if (!copy) return host_;
     std::map<const void*, const void*> moved;
     for (const auto& [data, numel] : tensors_) {

@@ -12,6 +12,8 @@ namespace {
 class CpuBackend final : public Backend {
  public:
     std::string name() const override { return "cpu"; }
+    // fp16 weights are widened at load: the CPU GEMMs read fp32 and bf16.
+    BackendCaps caps() const override { return {/*host_memory=*/true, /*computes_f16=*/false}; }
 
     void* alloc(size_t bytes) override {
         void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);

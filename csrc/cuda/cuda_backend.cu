@@ -48,6 +48,7 @@ class CudaBackend final : public Backend {
     }
 
     std::string name() const override { return "cuda"; }
+    BackendCaps caps() const override { return {/*host_memory=*/false, /*computes_f16=*/true}; }
 
     void* alloc(size_t bytes) override {
         std::lock_guard<std::mutex> lock(mu_);

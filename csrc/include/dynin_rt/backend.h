@@ -156,10 +156,27 @@ struct MaskgitStepParams {
 
 class DeviceBuffer;
 
+// What a backend can do; the engine and the weight loader ask this instead of comparing names.
+struct BackendCaps {
+    bool host_memory = false;   // alloc() returns host memory: weights may stay views into the mmap
+    bool computes_f16 = true;   // GEMMs read fp16 weights (else they are widened to fp32 when placed)
+};
+
+// What a backend did since it was made (monotonic); Result.stats reports the differences per call.
+struct BackendCounters {
+    int64_t kernel_launches = 0;  // device kernels (and cuBLASLt calls) enqueued
+    int64_t graph_replays = 0;    // captured step graphs launched
+    int64_t host_syncs = 0;       // times the host waited for the device
+    int64_t allocations = 0;      // device allocations and frees: none belong in the step path
+    int64_t frees = 0;
+};
+
 class Backend {
  public:
     virtual ~Backend() = default;
     virtual std::string name() const = 0;
+    virtual BackendCaps caps() const = 0;
+    virtual BackendCounters counters() const { return {}; }
 
     // Backend memory. The CPU backend returns host memory; copies are then plain memcpy.
     virtual void* alloc(size_t bytes) = 0;
@@ -233,6 +250,11 @@ class DeviceBuffer {
     size_t bytes_ = 0;
     void* ptr_ = nullptr;
 };
+
+// The backends this build has, by name ("cpu", then "cuda" when built with it), and the factory
+// (core/backend_registry.cc): adding a backend adds its folder, one entry there and one in CMake.
+std::vector<std::string> backend_names();
+std::unique_ptr<Backend> make_backend(const std::string& name, int device = 0);
 
 std::unique_ptr<Backend> make_cpu_backend();
 #if DYNIN_RT_WITH_CUDA

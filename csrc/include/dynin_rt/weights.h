@@ -44,9 +44,9 @@ class ModelWeights {
     const WeightSet& host() const { return host_; }
     const ModelConfig& config() const { return cfg_; }
 
-    // A copy of the weights in `backend`'s memory, widened to fp32 when the backend cannot compute
-    // with the stored dtype (fp16 on the CPU). The returned buffers own that memory.
-    WeightSet place(Backend* backend, bool widen_f16, std::vector<DeviceBuffer>* storage) const;
+    // The weights where `backend` computes: the mapped file itself for a host-memory backend, else a
+    // copy in its memory; widened to fp32 when it cannot compute with fp16. `storage` owns copies.
+    WeightSet place(Backend* backend, std::vector<DeviceBuffer>* storage) const;
 
  private:
     ModelConfig cfg_;
