@@ -3,15 +3,19 @@
 // bf16-rounded activations with fp32 accumulation: each instruction adds two k terms to 16 output
 // columns for one broadcast activation pair, no horizontal sums. Row-major bf16 weights (a CPU
 // without AVX512-BF16) are widened to fp32 panel by panel for sgemm.
-// This file is compiled with -mavx512f -mavx512bf16 -mavx512bw -mavx512vl when the compiler
-// supports them; the AVX512 path only runs after a CPUID check.
+// Only the packed tile is compiled for AVX512-BF16 (a target attribute, when the compiler has it:
+// DYNIN_RT_AVX512BF16_KERNEL), and it runs only after a CPUID check. The rest of this file, and the
+// inline functions it instantiates, keep the build's baseline instruction set: compiling the whole
+// file with -mavx512* let the linker pick AVX-512 copies of shared inline code, which then faulted
+// on CPUs without AVX-512.
 #include <cblas.h>
 
 #include <algorithm>
 #include <vector>
 
-#if defined(__AVX512BF16__)
+#if DYNIN_RT_AVX512BF16_KERNEL
 #include <immintrin.h>
+#define DYNIN_RT_AVX512BF16_TARGET __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl")))
 #endif
 
 #include "cpu_ops.h"
@@ -21,7 +25,7 @@
 namespace dynin_rt {
 
 bool cpu_has_avx512_bf16() {
-#if defined(__AVX512BF16__)
+#if DYNIN_RT_AVX512BF16_KERNEL
     static const bool supported = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
     return supported;
 #else
@@ -48,13 +52,13 @@ void gemm_bf16_widen(const GemmParams& p) {
     });
 }
 
-#if defined(__AVX512BF16__)
+#if DYNIN_RT_AVX512BF16_KERNEL
 constexpr int64_t kPanel = 16;  // weight rows per packed panel
 constexpr int64_t kRows = 12;   // activation rows per tile: 2 panels x 12 = 24 accumulators
 
 // Two panels (32 output columns) x MR activation rows; xb is [m, k_pairs * 2] bf16.
 template <int MR>
-void packed_tile(const GemmParams& p, const uint16_t* xb, int64_t k_pairs, const uint16_t* w0, const uint16_t* w1, int64_t m0,
+DYNIN_RT_AVX512BF16_TARGET void packed_tile(const GemmParams& p, const uint16_t* xb, int64_t k_pairs, const uint16_t* w0, const uint16_t* w1, int64_t m0,
                  int64_t panel) {
     __m512 a0[MR], a1[MR];
     for (int i = 0; i < MR; ++i) a0[i] = a1[i] = _mm512_setzero_ps();
@@ -109,7 +113,7 @@ void cpu_pack_weights_bf16(const uint16_t* w, int64_t n, int64_t k, uint16_t* pa
 }
 
 void cpu_gemm_packed_bf16(const GemmParams& p) {
-#if defined(__AVX512BF16__)
+#if DYNIN_RT_AVX512BF16_KERNEL
     const int64_t k_pairs = (p.k + 1) / 2;
     std::vector<uint16_t> xb(static_cast<size_t>(p.m * k_pairs * 2), 0);  // activations in bf16, even k
     parallel_for(p.m, [&](int64_t i0, int64_t i1) {
