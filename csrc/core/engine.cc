@@ -103,96 +103,129 @@ void Engine::ensure_cache(KVCache& cache, int64_t slots) const {
     cache.slots = slots;
 }
 
+// What a forward computes, on the host: the active slots with their ids and positions, and the
+// attention segments (per row: its queries among the active slots, its keys in the K/V source).
+struct Engine::Plan {
+    std::vector<int64_t> active;            // [M] slots, sorted
+    std::vector<int32_t> ids, positions;    // [M]
+    std::vector<int64_t> q_start, k_start;  // [B + 1]
+};
+
+Engine::Plan Engine::plan(const ForwardArgs& a) const {
+    const CanvasLayout& lay = *a.layout;
+    Plan p;
+    if (a.active) {
+        p.active = *a.active;
+    } else {
+        p.active.resize(static_cast<size_t>(lay.slots()));
+        for (int64_t i = 0; i < lay.slots(); ++i) p.active[i] = i;
+    }
+    const int64_t M = static_cast<int64_t>(p.active.size());
+    DYNIN_CHECK_ARG(M > 0, "forward: nothing to compute");
+    p.ids.resize(static_cast<size_t>(M));
+    p.positions.resize(static_cast<size_t>(M));
+    p.q_start.assign(static_cast<size_t>(lay.batch + 1), 0);
+    int64_t b = 0;
+    for (int64_t i = 0; i < M; ++i) {
+        const int64_t slot = p.active[i];
+        DYNIN_CHECK_ARG(slot >= 0 && slot < lay.slots() && (i == 0 || slot > p.active[i - 1]), "forward: active slots must be sorted");
+        while (lay.row_start[b + 1] <= slot) p.q_start[++b] = i;
+        p.positions[i] = lay.slot_pos[slot];
+        p.ids[i] = a.tokens[b * lay.length + p.positions[i]];
+        DYNIN_CHECK_ARG(p.ids[i] >= 0 && p.ids[i] < cfg_.vocab_size, "token id ", p.ids[i], " outside [0, ", cfg_.vocab_size, ")");
+    }
+    while (b < lay.batch) p.q_start[++b] = M;
+    const bool partial_rows = a.cache && !a.fill_cache;
+    if (partial_rows) {
+        p.k_start = lay.row_start;  // keys: every cached slot of the row
+    } else {
+        // keys: the row's own computed slots, which must be the whole row
+        for (int64_t r = 0; r < lay.batch; ++r) {
+            const int64_t n = p.q_start[r + 1] - p.q_start[r];
+            DYNIN_CHECK_ARG(n == 0 || n == lay.row_start[r + 1] - lay.row_start[r],
+                            "forward: without a cached step, rows are computed whole");
+        }
+        p.k_start = p.q_start;
+    }
+    return p;
+}
+
 const float* Engine::forward(const ForwardArgs& a, Workspace& ws) const {
     Backend* be = backend_.get();
-    const CanvasLayout& lay = *a.layout;
-    const int64_t d = cfg_.d_model, hid = cfg_.mlp_hidden, nh = cfg_.n_heads, hd = cfg_.head_dim();
-    const int64_t S = lay.slots();
-
-    // Active slots (queries) and the attention segments of each row.
-    std::vector<int64_t> all;
-    const std::vector<int64_t>* active = a.active;
-    if (!active) {
-        all.resize(static_cast<size_t>(S));
-        for (int64_t i = 0; i < S; ++i) all[i] = i;
-        active = &all;
-    }
-    const int64_t M = static_cast<int64_t>(active->size());
-    DYNIN_CHECK_ARG(M > 0, "forward: nothing to compute");
-    DYNIN_CHECK_ARG(a.cache || M == S, "forward: a partial forward needs a KV cache");
-    DYNIN_CHECK_ARG(!a.fill_cache || M == S, "forward: filling the KV cache needs every slot");
-    std::vector<int32_t> ids(static_cast<size_t>(M)), positions(static_cast<size_t>(M));
-    std::vector<int64_t> q_start(static_cast<size_t>(lay.batch + 1), 0);
-    {
-        int64_t b = 0;
-        for (int64_t i = 0; i < M; ++i) {
-            const int64_t slot = (*active)[i];
-            while (lay.row_start[b + 1] <= slot) q_start[++b] = i;
-            positions[i] = lay.slot_pos[slot];
-            ids[i] = a.tokens[b * lay.length + positions[i]];
-            DYNIN_CHECK_ARG(ids[i] >= 0 && ids[i] < cfg_.vocab_size, "token id ", ids[i], " outside [0, ",
-                            cfg_.vocab_size, ")");
-        }
-        while (b < lay.batch) q_start[++b] = M;
-    }
-
+    const Plan p = plan(a);
+    const int64_t M = static_cast<int64_t>(p.active.size()), d = cfg_.d_model, hid = cfg_.mlp_hidden;
     int32_t* d_ids = ensure<int32_t>(ws.ids, be, M);
-    int32_t* d_pos = ensure<int32_t>(ws.positions, be, M);
-    be->copy_to_device(d_ids, ids.data(), sizeof(int32_t) * M);
-    be->copy_to_device(d_pos, positions.data(), sizeof(int32_t) * M);
-    int64_t* d_active = nullptr;
-    if (a.cache && !a.fill_cache) {
-        d_active = ensure<int64_t>(ws.active_rows, be, M);
-        be->copy_to_device(d_active, active->data(), sizeof(int64_t) * M);
-    }
-    float* x = ensure<float>(ws.x, be, M * d);
-    float* h = ensure<float>(ws.h, be, M * d);
-    float* qkv = ensure<float>(ws.qkv, be, M * 3 * d);
-    float* attn = ensure<float>(ws.attn, be, M * d);
-    float* gate_up = ensure<float>(ws.gate_up, be, M * 2 * hid);
-    float* act = ensure<float>(ws.act, be, M * hid);
+    be->copy_to_device(d_ids, p.ids.data(), sizeof(int32_t) * M);
+    be->copy_to_device(ensure<int32_t>(ws.positions, be, M), p.positions.data(), sizeof(int32_t) * M);
+    if (a.cache) be->copy_to_device(ensure<int64_t>(ws.active_rows, be, M), p.active.data(), sizeof(int64_t) * M);
+    ensure<float>(ws.h, be, M * d);
+    ensure<float>(ws.qkv, be, M * 3 * d);
+    ensure<float>(ws.attn, be, M * d);
+    ensure<float>(ws.gate_up, be, M * 2 * hid);
+    ensure<float>(ws.act, be, M * hid);
+    be->embed({w_.embed, w_.dtype, d, d_ids, M, ensure<float>(ws.x, be, M * d)});
+    for (int64_t l = 0; l < cfg_.n_layers; ++l) layer(l, p, a, ws);
+    return lm_head(p, a, ws);
+}
 
-    be->embed({w_.embed, w_.dtype, d, d_ids, M, x});
+// One transformer block over the M active rows of ws.x, in place.
+void Engine::layer(int64_t l, const Plan& p, const ForwardArgs& a, Workspace& ws) const {
+    Backend* be = backend_.get();
+    const int64_t M = static_cast<int64_t>(p.active.size());
+    const int64_t d = cfg_.d_model, hid = cfg_.mlp_hidden, nh = cfg_.n_heads, hd = cfg_.head_dim();
+    const int64_t S = a.layout->slots();
     const float eps = static_cast<float>(cfg_.rms_eps);
-    for (int64_t l = 0; l < cfg_.n_layers; ++l) {
-        const LayerWeights& lw = w_.layers[l];
-        be->rms_norm({x, lw.attn_norm, w_.dtype, h, M, d, eps});
-        const LayerWeights& lp = packed_.layers[l];
-        matmul(h, d, lw.wqkv, lp.wqkv, 3 * d, d, qkv, 3 * d, M, false);
-        be->rope({qkv, qkv + d, 3 * d, d_pos, M, nh, hd, rope_sin_.as<float>(), rope_cos_.as<float>()});
-        AttentionParams ap;
-        ap.q = qkv;
-        ap.ldq = 3 * d;
-        ap.out = attn;
-        ap.ldo = d;
-        ap.q_start = q_start.data();
-        ap.k_start = lay.row_start.data();
-        ap.n_seq = lay.batch;
-        ap.n_heads = nh;
-        ap.head_dim = hd;
-        ap.scale = 1.0f / std::sqrt(static_cast<float>(hd));
-        if (a.cache) {
-            float* kc = a.cache->k.as<float>() + l * S * d;
-            float* vc = a.cache->v.as<float>() + l * S * d;
-            be->copy_rows({qkv + d, 3 * d, nullptr, kc, d, d_active, M, d});
-            be->copy_rows({qkv + 2 * d, 3 * d, nullptr, vc, d, d_active, M, d});
+    float *x = ws.x.as<float>(), *h = ws.h.as<float>(), *qkv = ws.qkv.as<float>(), *attn = ws.attn.as<float>();
+    float *gate_up = ws.gate_up.as<float>(), *act = ws.act.as<float>();
+    const LayerWeights& lw = w_.layers[l];
+    const LayerWeights& lp = packed_.layers[l];
+    be->rms_norm({x, lw.attn_norm, w_.dtype, h, M, d, eps});
+    matmul(h, d, lw.wqkv, lp.wqkv, 3 * d, d, qkv, 3 * d, M, false);
+    be->rope({qkv, qkv + d, 3 * d, ws.positions.as<int32_t>(), M, nh, hd, rope_sin_.as<float>(), rope_cos_.as<float>()});
+    AttentionParams ap;
+    ap.q = qkv;
+    ap.ldq = 3 * d;
+    ap.out = attn;
+    ap.ldo = d;
+    ap.q_start = p.q_start.data();
+    ap.k_start = p.k_start.data();
+    ap.n_seq = a.layout->batch;
+    ap.n_heads = nh;
+    ap.head_dim = hd;
+    ap.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    if (a.cache) {
+        // the computed K/V go to their slots of the cache; attention reads the cache
+        float* kc = a.cache->k.as<float>() + l * S * d;
+        float* vc = a.cache->v.as<float>() + l * S * d;
+        const int64_t* rows = ws.active_rows.as<int64_t>();
+        be->copy_rows({qkv + d, 3 * d, nullptr, kc, d, rows, M, d});
+        be->copy_rows({qkv + 2 * d, 3 * d, nullptr, vc, d, rows, M, d});
+        if (a.fill_cache) {
+            ap.k = qkv + d;  // the same values, read where they were computed (segments follow the active rows)
+            ap.v = qkv + 2 * d;
+            ap.ldkv = 3 * d;
+        } else {
             ap.k = kc;
             ap.v = vc;
             ap.ldkv = d;
-        } else {
-            ap.k = qkv + d;
-            ap.v = qkv + 2 * d;
-            ap.ldkv = 3 * d;
         }
-        be->attention(ap);
-        matmul(attn, d, lw.wo, lp.wo, d, d, x, d, M, true);
-        be->rms_norm({x, lw.ffn_norm, w_.dtype, h, M, d, eps});
-        matmul(h, d, lw.w_gate_up, lp.w_gate_up, 2 * hid, d, gate_up, 2 * hid, M, false);
-        be->swiglu({gate_up, 2 * hid, act, M, hid});
-        matmul(act, hid, lw.w_down, lp.w_down, d, hid, x, d, M, true);
+    } else {
+        ap.k = qkv + d;
+        ap.v = qkv + 2 * d;
+        ap.ldkv = 3 * d;
     }
+    be->attention(ap);
+    matmul(attn, d, lw.wo, lp.wo, d, d, x, d, M, true);
+    be->rms_norm({x, lw.ffn_norm, w_.dtype, h, M, d, eps});
+    matmul(h, d, lw.w_gate_up, lp.w_gate_up, 2 * hid, d, gate_up, 2 * hid, M, false);
+    be->swiglu({gate_up, 2 * hid, act, M, hid});
+    matmul(act, hid, lw.w_down, lp.w_down, d, hid, x, d, M, true);
+}
 
-    // LM head: only the requested slots and vocabulary columns.
+// The LM head: only the requested slots (final norm first) and vocabulary columns.
+const float* Engine::lm_head(const Plan& p, const ForwardArgs& a, Workspace& ws) const {
+    Backend* be = backend_.get();
+    const int64_t M = static_cast<int64_t>(p.active.size()), d = cfg_.d_model;
     const std::vector<int64_t>& head = *a.head_slots;
     const int64_t R = static_cast<int64_t>(head.size());
     int64_t C = 0;
@@ -205,16 +238,16 @@ const float* Engine::forward(const ForwardArgs& a, Workspace& ws) const {
     if (R == 0) return logits;
     std::vector<int64_t> rows(static_cast<size_t>(R));
     for (int64_t r = 0, i = 0; r < R; ++r) {
-        while (i < M && (*active)[i] < head[r]) ++i;
-        DYNIN_CHECK_ARG(i < M && (*active)[i] == head[r], "forward: head slot ", head[r], " is not computed");
+        while (i < M && p.active[i] < head[r]) ++i;
+        DYNIN_CHECK_ARG(i < M && p.active[i] == head[r], "forward: head slot ", head[r], " is not computed");
         rows[r] = i;
     }
     int64_t* d_rows = ensure<int64_t>(ws.head_rows, be, R);
     be->copy_to_device(d_rows, rows.data(), sizeof(int64_t) * R);
     float* head_in = ensure<float>(ws.head_in, be, 2 * R * d);
     float* head_norm = head_in + R * d;
-    be->copy_rows({x, d, d_rows, head_in, d, nullptr, R, d});
-    be->rms_norm({head_in, w_.final_norm, w_.dtype, head_norm, R, d, eps});
+    be->copy_rows({ws.x.as<float>(), d, d_rows, head_in, d, nullptr, R, d});
+    be->rms_norm({head_in, w_.final_norm, w_.dtype, head_norm, R, d, static_cast<float>(cfg_.rms_eps)});
     for (const ColumnRange& c : a.columns)
         matmul(head_norm, d, w_.lm_head, packed_.lm_head, c.count, d, logits + c.col, C, R, false, c.token);
     return logits;

@@ -1,4 +1,4 @@
-// The LLaDA semi-autoregressive block sampler (model-spec §7.1) in C++.
+// The LLaDA semi-autoregressive block sampler (docs/samplers.md) in C++.
 //
 // Exact mode (cache kNone, kTopK) follows the reference step for step: full-canvas forward, the LM
 // head on the still-masked positions only (the others' logits are never read), the official CFG
@@ -17,131 +17,146 @@ std::vector<int64_t> transfer_schedule(int64_t masked, int64_t steps) {
     return k;
 }
 
-std::vector<int32_t> llada_generate(const Engine& engine, const TokenLayout& tokens, const std::vector<int32_t>& prompt,
-                                    int64_t batch, const std::vector<uint8_t>* keep, const LladaParams& p,
-                                    SamplerStats* stats, const BlockCallback& on_block) {
-    const int64_t P = check_canvas(engine, prompt, batch, "prompt");
+namespace {
+
+// The canvas of one call: row b is its prompt (P_b tokens), gen_b [MASK]s, then an absent tail up
+// to T. With CFG, rows B..2B-1 are the unconditional stream: the same canvas, prompt masked.
+struct TextCanvas {
+    int64_t B = 0, T = 0, block_length = 0, n_blocks = 0, steps_per_block = 0;
+    bool cfg = false;
+    int32_t mask = 0;
+    std::vector<int64_t> prompt_len, gen_len;  // [B]
+    std::vector<int32_t> x;                    // [streams * B, T]
+    std::vector<uint8_t> prompt_index;         // [B, T] prompt positions holding a token
+    std::unique_ptr<CanvasLayout> layout;
+
+    TextCanvas(const Engine& engine, int32_t mask_id, const TokenRows& prompt, const LladaParams& p);
+    int64_t streams() const { return cfg ? 2 : 1; }
+    bool generates(int64_t b, int64_t blk) const { return blk < gen_len[b] / block_length; }
+    // Block `blk` of each running row that has it; from 0 instead of its start when `from_zero`.
+    RowRanges block(int64_t blk, const StepRunner& run, bool from_zero) const;
+    // Each row's span a cached step recomputes: the block (dual) or the block and what follows (prefix).
+    RowRanges recomputed(int64_t blk, const StepRunner& run, CacheMode cache) const;
+    void mask_prompt_in_uncond();
+};
+
+TextCanvas::TextCanvas(const Engine& engine, int32_t mask_id, const TokenRows& prompt, const LladaParams& p)
+    : B(prompt.batch), block_length(p.block_length), cfg(p.cfg_scale > 0.0), mask(mask_id) {
+    prompt.validate(engine, "prompt");
     DYNIN_CHECK_ARG(p.gen_length > 0 && p.block_length > 0 && p.steps > 0, "gen_length, block_length and steps must be positive");
     DYNIN_CHECK_ARG(p.gen_length % p.block_length == 0, "gen_length ", p.gen_length, " is not divisible by block_length ",
                     p.block_length);
-    const int64_t n_blocks = p.gen_length / p.block_length;
-    DYNIN_CHECK_ARG(p.steps % n_blocks == 0, "steps ", p.steps, " is not divisible by the number of blocks ", n_blocks);
+    DYNIN_CHECK_ARG(p.steps % (p.gen_length / p.block_length) == 0, "steps ", p.steps, " is not divisible by the number of blocks ",
+                    p.gen_length / p.block_length);
     DYNIN_CHECK_ARG(p.temperature >= 0 && p.cfg_scale >= 0, "temperature and cfg_scale must be >= 0");
-    const int64_t T = P + p.gen_length;
-    DYNIN_CHECK_ARG(T <= engine.config().max_seq_len, "prompt of ", P, " + ", p.gen_length, " new tokens exceeds the context of ",
-                    engine.config().max_seq_len);
-    // kTopK follows the transfer schedule (steps per block); threshold and factor rules instead
-    // step until the block is full, committing at least one token per step.
-    const bool scheduled = p.select == SelectRule::kTopK;
-    const int64_t steps_per_block = p.steps / n_blocks;
-    const int32_t mask = static_cast<int32_t>(tokens.mask_id);
-    SamplerStats local;
-    StepRunner run(engine, stats ? *stats : local);
-
-    // Canvas and the streams the forward sees: cond, plus uncond (prompt masked) for CFG.
-    const bool cfg = p.cfg_scale > 0.0;
-    const int64_t rows = cfg ? 2 * batch : batch;
-    std::vector<int32_t> x(static_cast<size_t>(rows * T), mask);
-    std::vector<uint8_t> prompt_index(static_cast<size_t>(batch * T), 0);
-    for (int64_t b = 0; b < batch; ++b)
-        for (int64_t t = 0; t < P; ++t) {
-            x[b * T + t] = prompt[b * P + t];
-            prompt_index[b * T + t] = prompt[b * P + t] != mask;
-        }
-    // The official sampler builds a pad bias only when the mask holds a 0, and never for CFG.
-    std::vector<uint8_t> keep_full;
-    if (keep && !cfg) {
-        DYNIN_CHECK_ARG(static_cast<int64_t>(keep->size()) == batch * P, "attention mask must be [B, P]");
-        bool any_pad = false;
-        keep_full.assign(static_cast<size_t>(batch * T), 1);
-        for (int64_t b = 0; b < batch; ++b)
-            for (int64_t t = 0; t < P; ++t) {
-                keep_full[b * T + t] = (*keep)[b * P + t] != 0;
-                any_pad |= !keep_full[b * T + t];
-            }
-        if (!any_pad) keep_full.clear();
+    DYNIN_CHECK_ARG(p.gen_lengths.empty() || static_cast<int64_t>(p.gen_lengths.size()) == B, "one gen length per row");
+    // Every row takes the steps per block of gen_length (a batch shares its step clock).
+    steps_per_block = p.steps / (p.gen_length / p.block_length);
+    for (int64_t b = 0; b < B; ++b) {
+        const int64_t gen = p.gen_lengths.empty() ? p.gen_length : p.gen_lengths[b];
+        DYNIN_CHECK_ARG(gen > 0 && gen % p.block_length == 0, "row ", b, ": new tokens ", gen,
+                        " is not a positive multiple of block_length ", p.block_length);
+        prompt_len.push_back(prompt.row_length(b));
+        gen_len.push_back(gen);
+        T = std::max(T, prompt_len[b] + gen);
+        n_blocks = std::max(n_blocks, gen / p.block_length);
     }
-    const CanvasLayout layout(rows, T, keep_full.empty() ? nullptr : keep_full.data());
+    DYNIN_CHECK_ARG(T <= engine.config().max_seq_len, "a canvas of ", T, " tokens (prompt and new tokens) exceeds the context of ",
+                    engine.config().max_seq_len);
+    x.assign(static_cast<size_t>(streams() * B * T), mask);
+    prompt_index.assign(static_cast<size_t>(B * T), 0);
+    // The absent tail is never computed; official pads are dropped only without CFG (the official
+    // sampler builds a pad bias only when the mask holds a 0, and never for CFG).
+    std::vector<uint8_t> keep(static_cast<size_t>(streams() * B * T), 1);
+    for (int64_t b = 0; b < B; ++b) {
+        for (int64_t t = 0; t < prompt_len[b]; ++t) {
+            x[b * T + t] = prompt.at(b, t);
+            prompt_index[b * T + t] = prompt.at(b, t) != mask;
+            if (!cfg && !prompt.kept(b, t)) keep[b * T + t] = 0;
+        }
+        for (int64_t s = 0; s < streams(); ++s)
+            for (int64_t t = prompt_len[b] + gen_len[b]; t < T; ++t) keep[(s * B + b) * T + t] = 0;
+    }
+    layout = std::make_unique<CanvasLayout>(streams() * B, T, keep.data());
+}
+
+RowRanges TextCanvas::block(int64_t blk, const StepRunner& run, bool from_zero) const {
+    RowRanges r(B);
+    for (int64_t b = 0; b < B; ++b) {
+        if (!run.running(b) || !generates(b, blk)) continue;
+        r.end[b] = prompt_len[b] + (blk + 1) * block_length;
+        r.begin[b] = from_zero ? 0 : r.end[b] - block_length;
+    }
+    return r;
+}
+
+RowRanges TextCanvas::recomputed(int64_t blk, const StepRunner& run, CacheMode cache) const {
+    RowRanges r = block(blk, run, false);
+    if (cache == CacheMode::kPrefix)
+        for (int64_t b = 0; b < B; ++b)
+            if (!r.empty(b)) r.end[b] = prompt_len[b] + gen_len[b];
+    return r;
+}
+
+void TextCanvas::mask_prompt_in_uncond() {
+    for (int64_t i = 0; i < B * T; ++i) x[B * T + i] = prompt_index[i] ? mask : x[i];
+}
+
+// Per row: how many of its masked block positions each step commits (the front-loaded schedule).
+std::vector<std::vector<int64_t>> block_schedules(const TextCanvas& c, const RowRanges& block) {
+    std::vector<std::vector<int64_t>> k(static_cast<size_t>(c.B));
+    for (int64_t b = 0; b < c.B; ++b) {
+        int64_t n = 0;
+        for (int64_t t = block.begin[b]; t < block.end[b]; ++t) n += c.x[b * c.T + t] == c.mask;
+        k[b] = transfer_schedule(n, c.steps_per_block);
+    }
+    return k;
+}
+
+}  // namespace
+
+std::vector<int32_t> llada_generate(const Engine& engine, const TokenLayout& tokens, const TokenRows& prompt,
+                                    const LladaParams& p, LoopControl& control, SamplerStats* stats) {
+    TextCanvas c(engine, static_cast<int32_t>(tokens.mask_id), prompt, p);
+    StepRunner run(engine, control, stats, c.B, p.seed, p.rows);
     const int64_t V = engine.config().vocab_size;
     const std::vector<ColumnRange> columns{{0, 0, V}};
-
-    Workspace ws;
+    const CommitRule rule{p.temperature > 0 ? TokenChoice::kGumbelOfficial : TokenChoice::kArgmax,
+                          p.random_remasking ? ConfidenceKind::kRandom : ConfidenceKind::kProbability,
+                          p.select, p.temperature, p.threshold, p.factor};
+    // kTopK follows the transfer schedule; threshold and factor rules step until the block is full,
+    // committing at least one token per row and step.
+    const bool scheduled = p.select == SelectRule::kTopK, cached = p.cache != CacheMode::kNone;
     KVCache cache;
-    if (p.cache != CacheMode::kNone) engine.ensure_cache(cache, layout.slots());
-    for (int64_t blk = 0; blk < n_blocks; ++blk) {
-        const int64_t s = P + blk * p.block_length, e = s + p.block_length;
-        std::vector<std::vector<int64_t>> k_sched(static_cast<size_t>(batch));
-        for (int64_t b = 0; b < batch; ++b) {
-            int64_t n = 0;
-            for (int64_t t = s; t < e; ++t) n += x[b * T + t] == mask;
-            k_sched[b] = transfer_schedule(n, steps_per_block);
-        }
-        const int64_t max_steps = scheduled ? steps_per_block : p.block_length;
-        for (int64_t i = 0; i < max_steps; ++i) {
+    if (cached) engine.ensure_cache(cache, c.layout->slots());
+    for (int64_t blk = 0; blk < c.n_blocks && !run.running_rows().empty(); ++blk) {
+        const auto k_sched = block_schedules(c, c.block(blk, run, false));
+        for (int64_t i = 0; i < (scheduled ? c.steps_per_block : p.block_length); ++i) {
+            if (!run.begin_step()) break;
             // Candidates: masked positions before the block end (later ones have -inf confidence in
-            // the reference). With a KV cache only the block's own positions are recomputed, so only
-            // they can be candidates.
-            const int64_t first = p.cache == CacheMode::kNone ? 0 : s;
-            std::vector<int32_t> cand_row, cand_pos;
-            for (int64_t b = 0; b < batch; ++b)
-                for (int64_t t = first; t < e; ++t)
-                    if (x[b * T + t] == mask) {
-                        cand_row.push_back(static_cast<int32_t>(b));
-                        cand_pos.push_back(static_cast<int32_t>(t));
-                    }
-            if (!scheduled && cand_row.empty()) break;
-            const int64_t n_cand = static_cast<int64_t>(cand_row.size());
-            if (cfg)
-                for (int64_t b = 0; b < batch; ++b)
-                    for (int64_t t = 0; t < T; ++t) x[(batch + b) * T + t] = prompt_index[b * T + t] ? mask : x[b * T + t];
-            // cond rows precede uncond rows, so the head slots come out sorted
-            std::vector<int64_t> head;
-            for (int64_t r = 0; r < (cfg ? 2 : 1); ++r)
-                for (int64_t c = 0; c < n_cand; ++c) head.push_back(layout.pos_slot[(r * batch + cand_row[c]) * T + cand_pos[c]]);
-            std::vector<int64_t> active;
-            const bool full = p.cache == CacheMode::kNone || i == 0;
-            if (!full) {
-                // dual cache recomputes the block; prefix cache the block and the masked suffix
-                const int64_t to = p.cache == CacheMode::kDual ? e : T;
-                for (int64_t r = 0; r < rows; ++r)
-                    for (int64_t t = s; t < to; ++t)
-                        if (layout.pos_slot[r * T + t] >= 0) active.push_back(layout.pos_slot[r * T + t]);
-            }
-            ForwardArgs fa;
-            fa.tokens = x.data();
-            fa.layout = &layout;
-            fa.active = full ? nullptr : &active;
-            fa.cache = p.cache == CacheMode::kNone ? nullptr : &cache;
-            fa.fill_cache = p.cache != CacheMode::kNone && full;
-            fa.head_slots = &head;
-            fa.columns = columns;
-            const float* logits = run.forward(fa, ws);
-            if (cfg)
-                logits = run.guide(logits + n_cand * V, logits, n_cand * V, static_cast<float>(p.cfg_scale + 1.0), 0.0f,
+            // the reference); with a KV cache only the block is recomputed, so only it can commit.
+            const Candidates cand = collect_masked(c.x, c.T, c.mask, c.block(blk, run, !cached));
+            if (!scheduled && cand.empty()) break;
+            if (c.cfg) c.mask_prompt_in_uncond();
+            const bool full = !cached || i == 0;
+            const std::vector<int64_t> active = full ? row_slots(*c.layout, run.running_rows(), c.B, c.streams())
+                                                     : slots_in(*c.layout, c.recomputed(blk, run, p.cache), c.streams());
+            const std::vector<int64_t> head = head_slots(*c.layout, cand, c.B, c.streams());
+            ForwardArgs fa{c.x.data(), c.layout.get(), &active, cached ? &cache : nullptr, cached && full, &head, columns};
+            const float* logits = run.forward(fa);
+            if (c.cfg)
+                logits = run.guide(logits + cand.size() * V, logits, cand.size() * V, static_cast<float>(p.cfg_scale + 1.0), 0.0f,
                                    Backend::CfgForm::kLlada);
-            std::vector<int32_t> k(static_cast<size_t>(batch), 0);
-            if (scheduled)
-                for (int64_t b = 0; b < batch; ++b) k[b] = static_cast<int32_t>(k_sched[b][i]);
-            CommitStepParams cp;
-            cp.logits = logits;
-            cp.ld = V;
-            cp.n_cols = V;
-            cp.columns = columns.data();
-            cp.n_ranges = 1;
-            cp.choice = p.temperature > 0 ? TokenChoice::kGumbelOfficial : TokenChoice::kArgmax;
-            cp.confidence = p.random_remasking ? ConfidenceKind::kRandom : ConfidenceKind::kProbability;
-            cp.select = p.select;
-            cp.temperature = p.temperature;
-            cp.threshold = p.threshold;
-            cp.factor = p.factor;
-            cp.seed = p.seed;
-            cp.step = blk * steps_per_block + i;
-            run.commit(cp, cand_row, cand_pos, k, x, batch, T);
+            std::vector<int32_t> k(static_cast<size_t>(c.B), 0);
+            for (int64_t b = 0; b < c.B && scheduled; ++b) k[b] = static_cast<int32_t>(k_sched[b][i]);
+            run.commit(rule, {logits, V, &columns}, cand, k, blk * c.steps_per_block + i, c.x, c.T);
         }
-        if (on_block) on_block(blk, std::vector<int32_t>(x.begin(), x.begin() + batch * T));
+        for (int64_t b = 0; b < c.B; ++b)
+            if (!c.generates(b, blk + 1)) run.finish_row(b);
+        run.block_done(blk, c.x, c.T);
     }
-    x.resize(static_cast<size_t>(batch * T));
-    return x;
+    c.x.resize(static_cast<size_t>(c.B * c.T));
+    return c.x;
 }
 
 }  // namespace dynin_rt

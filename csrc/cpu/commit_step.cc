@@ -30,7 +30,9 @@ struct Choice {
 };
 
 Choice choose(const CommitStepParams& p, int64_t c) {
-    const uint64_t row = static_cast<uint64_t>(p.cand_row[c]), pos = static_cast<uint64_t>(p.cand_pos[c]);
+    const int64_t row = p.cand_row[c];
+    const uint64_t pos = static_cast<uint64_t>(p.cand_pos[c]), step = static_cast<uint64_t>(p.step);
+    const uint64_t seed = row_seed_of(p, row), noise_row = noise_row_of(p, row);
     // T2S divides its logits by the temperature (in fp32, as the reference) and samples at any T.
     LogitsRow r{p.logits + c * p.ld, p.n_cols};
     if (p.choice == TokenChoice::kCategorical && p.temperature > 0.0)
@@ -42,11 +44,11 @@ Choice choose(const CommitStepParams& p, int64_t c) {
         // Gumbel-max on the counter noise of (seed, token stream, step, row, position, column):
         // argmax l + T G for LLaDA's exp(l) / (-log u)^T, argmax l / T + G for a categorical draw.
         const double t = p.choice == TokenChoice::kGumbelOfficial ? p.temperature : 1.0;
-        best = row_gumbel_argmax(r, t, counter_key(p.seed, kStreamToken, static_cast<uint64_t>(p.step), row, pos));
+        best = row_gumbel_argmax(r, t, counter_key(seed, kStreamToken, step, noise_row, pos));
     }
     double confidence;
     if (p.confidence == ConfidenceKind::kRandom) {
-        confidence = bits_to_uniform(counter_key(p.seed, kStreamRemask, static_cast<uint64_t>(p.step), row, pos));
+        confidence = bits_to_uniform(counter_key(seed, kStreamRemask, step, noise_row, pos));
     } else {
         const double m = row_max(r);
         confidence = std::exp(static_cast<double>(r.at(best)) - m) / row_sum_exp(r, m);

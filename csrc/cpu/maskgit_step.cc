@@ -18,13 +18,14 @@ void cpu_maskgit_step(const MaskgitStepParams& p) {
     parallel_for(p.n_cand, [&](int64_t c0, int64_t c1) {
         for (int64_t c = c0; c < c1; ++c) {
             const LogitsRow r{p.logits + c * p.ld, p.n_codes};
-            const uint64_t row = static_cast<uint64_t>(p.cand_row[c]), index = static_cast<uint64_t>(p.cand_index[c]);
-            const int64_t best = row_gumbel_argmax(
-                r, 1.0, counter_key(p.seed, kStreamToken, static_cast<uint64_t>(p.step), row, index));
+            const int64_t row = p.cand_row[c];
+            const uint64_t index = static_cast<uint64_t>(p.cand_index[c]), step = static_cast<uint64_t>(p.step);
+            const uint64_t seed = row_seed_of(p, row), noise_row = noise_row_of(p, row);
+            const int64_t best = row_gumbel_argmax(r, 1.0, counter_key(seed, kStreamToken, step, noise_row, index));
             // softmax probability of the sample, rounded to fp32 as the reference's probs tensor
             const double m = row_max(r);
             const float prob = static_cast<float>(std::exp(static_cast<double>(r.at(best)) - m) / row_sum_exp(r, m));
-            const double u = bits_to_uniform(counter_key(p.seed, kStreamRemask, static_cast<uint64_t>(p.step), row, index));
+            const double u = bits_to_uniform(counter_key(seed, kStreamRemask, step, noise_row, index));
             confidence[c] = static_cast<double>(std::log(std::max(prob, 1e-20f))) + p.temperature * gumbel_from_uniform(u);
             sample[c] = static_cast<int32_t>(best);
         }

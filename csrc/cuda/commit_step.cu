@@ -28,7 +28,9 @@ struct Columns {
 __global__ void choose_kernel(CommitStepParams p, int32_t* col, double* confidence) {
     const int64_t c = blockIdx.x;
     const float* l = p.logits + c * p.ld;
-    const uint64_t row = static_cast<uint64_t>(p.cand_row[c]), pos = static_cast<uint64_t>(p.cand_pos[c]);
+    const int64_t row = p.cand_row[c];
+    const uint64_t pos = static_cast<uint64_t>(p.cand_pos[c]), step = static_cast<uint64_t>(p.step);
+    const uint64_t seed = row_seed_of(p, row), noise_row = noise_row_of(p, row);
     const bool scaled = p.choice == TokenChoice::kCategorical && p.temperature > 0.0;
     const float divisor = scaled ? static_cast<float>(fmax(p.temperature, 1e-5)) : 1.0f;
     auto value = [&](int64_t j) { return scaled ? l[j] / divisor : l[j]; };
@@ -36,7 +38,7 @@ __global__ void choose_kernel(CommitStepParams p, int32_t* col, double* confiden
     Pick best{-DBL_MAX, 0};
     const bool greedy = p.choice == TokenChoice::kArgmax || (p.choice == TokenChoice::kGumbelOfficial && p.temperature == 0.0);
     const double t = p.choice == TokenChoice::kGumbelOfficial ? p.temperature : 1.0;
-    const uint64_t key = counter_key(p.seed, kStreamToken, static_cast<uint64_t>(p.step), row, pos);
+    const uint64_t key = counter_key(seed, kStreamToken, step, noise_row, pos);
     Pick top{-DBL_MAX, 0};  // the largest value, for the softmax shift
     for (int64_t j = threadIdx.x; j < p.n_cols; j += blockDim.x) {
         const double v = value(j);
@@ -48,7 +50,7 @@ __global__ void choose_kernel(CommitStepParams p, int32_t* col, double* confiden
     top = block_best(top);
     double conf;
     if (p.confidence == ConfidenceKind::kRandom) {
-        conf = bits_to_uniform(counter_key(p.seed, kStreamRemask, static_cast<uint64_t>(p.step), row, pos));
+        conf = bits_to_uniform(counter_key(seed, kStreamRemask, step, noise_row, pos));
     } else {
         double sum = 0.0;
         for (int64_t j = threadIdx.x; j < p.n_cols; j += blockDim.x) sum += exp(static_cast<double>(value(j)) - top.value);

@@ -20,8 +20,10 @@ constexpr int kThreads = kReduceThreads;
 __global__ void sample_kernel(MaskgitStepParams p, int32_t* sample, double* score) {
     const int64_t c = blockIdx.x;
     const float* l = p.logits + c * p.ld;
-    const uint64_t row = static_cast<uint64_t>(p.cand_row[c]), index = static_cast<uint64_t>(p.cand_index[c]);
-    const uint64_t key = counter_key(p.seed, kStreamToken, static_cast<uint64_t>(p.step), row, index);
+    const int64_t row = p.cand_row[c];
+    const uint64_t index = static_cast<uint64_t>(p.cand_index[c]), step = static_cast<uint64_t>(p.step);
+    const uint64_t seed = row_seed_of(p, row), noise_row = noise_row_of(p, row);
+    const uint64_t key = counter_key(seed, kStreamToken, step, noise_row, index);
     Pick best{-DBL_MAX, 0}, top{-DBL_MAX, 0};
     for (int64_t j = threadIdx.x; j < p.n_codes; j += blockDim.x) {
         top = better(top, Pick{l[j], j});
@@ -34,7 +36,7 @@ __global__ void sample_kernel(MaskgitStepParams p, int32_t* sample, double* scor
     sum = block_sum(sum);
     if (threadIdx.x == 0) {
         const float prob = static_cast<float>(exp(static_cast<double>(l[best.index]) - top.value) / sum);
-        const double u = bits_to_uniform(counter_key(p.seed, kStreamRemask, static_cast<uint64_t>(p.step), row, index));
+        const double u = bits_to_uniform(counter_key(seed, kStreamRemask, step, noise_row, index));
         score[c] = static_cast<double>(logf(fmaxf(prob, 1e-20f))) + p.temperature * gumbel_from_uniform(u);
         sample[c] = static_cast<int32_t>(best.index);
     }

@@ -15,8 +15,9 @@ from typing import Iterator
 import numpy as np
 
 from . import media
+from .errors import Cancelled
 from .tasks import image_out, speech_out, text_out
-from .tasks.common import DEFAULTS, TASK_NAMES, Backbone, Phases, Result
+from .tasks.common import DEFAULTS, TASK_NAMES, Denoiser, Phases, Result
 from .tokens import SOA_ID
 
 OUTPUTS = ("text", "image", "speech")
@@ -150,6 +151,7 @@ def generate(
     progress: bool | None = None,
     image_tokenizer=None,
     speech_tokenizer=None,
+    cancel=None,
 ) -> Result | Iterator[Result]:
     """Run one Dynin-Omni task end to end.
 
@@ -180,6 +182,9 @@ def generate(
         A progress bar for work over about a second (default: when stderr is a terminal).
     image_tokenizer, speech_tokenizer : optional
         Tokenizer objects or directories; default the ones found with the model.
+    cancel : dynin_rt.CancelToken, optional
+        Another thread's ``cancel.cancel()`` stops the generation at its next step (it raises
+        ``dynin_rt.errors.Cancelled``). Ctrl-C stops it at the next step too, streaming or not.
     """
     task = select_task(prompt, image, video, audio, output)
     opts = _options(task, dict(steps=steps, block_length=block_length, max_new_tokens=max_new_tokens,
@@ -204,7 +209,8 @@ def generate(
         media_in = media.load_video(video)
     elif audio is not None:
         media_in = media.load_audio(audio, sample_rate)
-    backbone = Backbone(model)
+    backbone = Denoiser(model)
+    opts["cancel"] = cancel
     show = sys.stderr.isatty() if progress is None else bool(progress)
     if stream:
         return _stream(task, backbone, prompt, opts, media_in, show)
@@ -226,11 +232,21 @@ def _bar(task: str, opts: dict, show: bool):
 
 
 def _stream(task, backbone, prompt, opts, media_in, show) -> Iterator[Result]:
-    """Generation runs in a worker thread; its per-block callback feeds this generator."""
+    """Generation runs in a worker thread; its per-block callback feeds this generator. When the
+    consumer stops early (closes the generator, breaks out, Ctrl-C, an exception) the worker is
+    cancelled at its next step and joined before the generator returns; an error in the worker is
+    raised in the consumer."""
+    from . import _native
+
     events: queue.Queue = queue.Queue()
     bar = _bar(task, opts, show)
+    own = _native._C.CancelToken()
+    user = opts["cancel"]
+    opts = dict(opts, cancel=own)
 
     def on_block(block, canvas):
+        if own.cancelled:  # the reference has no per-step check: stop it at the block boundary
+            raise Cancelled("generation cancelled")
         events.put(("block", block, canvas))
 
     def worker():
@@ -239,11 +255,17 @@ def _stream(task, backbone, prompt, opts, media_in, show) -> Iterator[Result]:
         except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
             events.put(("error", exc))
 
-    threading.Thread(target=worker, name="dynin_rt-generate", daemon=True).start()
+    thread = threading.Thread(target=worker, name="dynin_rt-generate", daemon=True)
+    thread.start()
 
     def blocks():
         while True:
-            event = events.get()
+            try:
+                event = events.get(timeout=0.1)
+            except queue.Empty:
+                if user is not None and user.cancelled:
+                    own.cancel()
+                continue
             if event[0] == "block":
                 if bar:
                     bar.update(1)
@@ -264,6 +286,8 @@ def _stream(task, backbone, prompt, opts, media_in, show) -> Iterator[Result]:
                 pass
         yield blocks.final
     finally:
+        own.cancel()  # a no-op once the worker has finished
+        thread.join()
         if bar:
             bar.close()
 

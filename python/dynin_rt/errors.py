@@ -11,3 +11,7 @@ class CheckpointError(DyninError, ValueError):
 
 class TokenizerMissingError(DyninError, RuntimeError):
     """A text-level call was made on a checkpoint that has no tokenizer files."""
+
+
+class Cancelled(DyninError):
+    """A running generation was cancelled through its CancelToken (a client left, a deadline passed)."""

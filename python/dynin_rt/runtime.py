@@ -29,13 +29,17 @@ BACKENDS = ("auto", "cpu", "cuda")
 
 @dataclass
 class GenerationStats:
-    """What one generate call did: forward passes, denoising steps, tokens committed per step, time."""
+    """What one generate call did: forward passes, denoising steps, tokens committed per step, time,
+    which rows were cancelled, and what the backend did (kernel launches, graph replays, host
+    synchronisations, allocations; everything on the backend during the call)."""
 
     forwards: int = 0
     steps: int = 0
     committed_per_step: list = field(default_factory=list)
     seconds_forward: float = 0.0
     seconds_sample: float = 0.0
+    cancelled_rows: list = field(default_factory=list)
+    device: dict = field(default_factory=dict)
 
     @property
     def tokens_per_step(self) -> float:
@@ -49,6 +53,8 @@ class GenerationStats:
             "tokens_per_step": self.tokens_per_step,
             "seconds_forward": self.seconds_forward,
             "seconds_sample": self.seconds_sample,
+            "cancelled_rows": list(self.cancelled_rows),
+            "device": dict(self.device),
         }
 
 
@@ -200,128 +206,100 @@ class Model:
 
     def logits(self, input_ids, attention_mask=None) -> np.ndarray:
         """input_ids [B, T] -> logits [B, T, V] float32 (NaN rows at pads dropped by the mask)."""
-        return self._engine.logits(_as_array(input_ids), None if attention_mask is None else _as_array(attention_mask))
+        return self._engine.logits(_as_array(input_ids), _optional_array(attention_mask))
 
-    def generate_text(
-        self,
-        prompt_ids,
-        gen_length: int = 128,
-        steps: int = 128,
-        block_length: int = 128,
-        temperature: float = 0.0,
-        cfg_scale: float = 0.0,
-        remasking: str = "low_confidence",
-        attention_mask=None,
-        mode: str = "exact",
-        threshold: float | None = None,
-        factor: float | None = None,
-        cache: str | None = None,
-        seed: int = 0,
-        on_block=None,
-    ) -> np.ndarray:
-        """LLaDA block sampler: prompt_ids [B, P] -> ids [B, P + gen_length] (int64).
+    def generate_text(self, prompt_ids, params=None, *, attention_mask=None, lengths=None, on_block=None, cancel=None,
+                      row_cancel=None, **options) -> np.ndarray:
+        """LLaDA block sampler: prompt_ids [B, P] -> ids [B, T] (int64), T = max over rows of P_b + gen_b.
 
-        mode "exact": the reference's schedule, identical tokens to
-        ``reference.llada_generate(..., noise=CounterNoise(seed))``. mode "fast" (approximate): dual
-        KV cache and threshold decoding (threshold 0.9 unless ``factor`` selects the factor rule);
-        ``cache`` overrides the cache ("none", "prefix", "dual"). on_block(block, canvas [B, T]) is
-        called after each finished block.
+        params: a ``_C.LladaParams``, or keyword options for :func:`text_params` (gen_length, steps,
+        block_length, temperature, cfg_scale, remasking, mode, threshold, factor, cache, seed).
+        Mode "exact" gives the tokens of ``reference.llada_generate(..., noise=CounterNoise(seed))``.
+        lengths [B]: a ragged batch (row b's prompt is its first lengths[b] ids; its canvas ends after
+        its own new tokens and the rest of the row is absent). on_block(block, canvas [B, T]) is called
+        after each finished block. cancel: a ``CancelToken`` that stops the call (raises
+        ``dynin_rt.errors.Cancelled``); row_cancel: one per row, stopping that row only.
         """
-        select, threshold, factor, cache = _fast_options(mode, threshold, factor, cache)
-        if remasking not in ("low_confidence", "random"):
-            raise ValueError(f"remasking must be low_confidence or random, not {remasking!r}")
-        ids, raw = self._engine.generate_text(
-            _as_array(prompt_ids),
-            None if attention_mask is None else _as_array(attention_mask),
-            gen_length,
-            steps,
-            block_length,
-            float(temperature),
-            float(cfg_scale),
-            remasking == "random",
-            select,
-            threshold,
-            factor,
-            cache,
-            _seed(seed),
-            on_block,
-        )
+        params = _params(params, text_params, options)
+        ids, raw = self._engine.generate_text(_as_array(prompt_ids), _optional_array(attention_mask), params,
+                                              lengths=_optional_list(lengths), on_block=on_block, cancel=cancel,
+                                              row_cancel=row_cancel)
         self._set_stats(raw)
         return ids.astype(np.int64)
 
-    def generate_image(
-        self,
-        input_ids,
-        attention_mask,
-        uncond_input_ids=None,
-        uncond_attention_mask=None,
-        seq_len: int = 1024,
-        timesteps: int = 18,
-        guidance_scale: float = 0.0,
-        temperature: float = 1.0,
-        resolution: int = 512,
-        seed: int = 0,
-    ) -> np.ndarray:
-        """MaskGIT sampler over ``input_ids[:, -(seq_len+1):-1]`` -> codes [B, seq_len] (int64)."""
-        from .reference.samplers import maskgit_floors
+    def generate_image(self, input_ids, attention_mask, uncond_input_ids=None, uncond_attention_mask=None, params=None, *,
+                       cancel=None, row_cancel=None, **options) -> np.ndarray:
+        """MaskGIT sampler over ``input_ids[:, -(seq_len+1):-1]`` -> codes [B, seq_len] (int64).
 
-        if not isinstance(timesteps, int) or timesteps <= 0:
-            raise ValueError(f"timesteps must be a positive integer, got {timesteps!r}")
-        if not isinstance(seq_len, int) or seq_len <= 0:
-            raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}")
-        codes, raw = self._engine.generate_image(
-            _as_array(input_ids),
-            _as_array(attention_mask),
-            None if uncond_input_ids is None else _as_array(uncond_input_ids),
-            None if uncond_attention_mask is None else _as_array(uncond_attention_mask),
-            seq_len,
-            maskgit_floors(seq_len, timesteps),
-            float(temperature),
-            float(guidance_scale),
-            int(resolution),
-            _seed(seed),
-        )
+        params: a ``_C.MaskgitParams``, or keyword options for :func:`image_params` (seq_len,
+        timesteps, guidance_scale, temperature, resolution, seed).
+        """
+        params = _params(params, image_params, options)
+        codes, raw = self._engine.generate_image(_as_array(input_ids), _as_array(attention_mask),
+                                                 _optional_array(uncond_input_ids), _optional_array(uncond_attention_mask),
+                                                 params, cancel=cancel, row_cancel=row_cancel)
         self._set_stats(raw)
         return codes.astype(np.int64)
 
-    def generate_speech(
-        self,
-        input_ids,
-        attention_mask=None,
-        max_new_tokens: int | None = None,
-        steps: int = 256,
-        block_length: int = 128,
-        temperature: float = 0.0,
-        cfg_scale: float = 0.0,
-        mode: str = "exact",
-        threshold: float | None = None,
-        factor: float | None = None,
-        cache: str | None = None,
-        seed: int = 0,
-        on_block=None,
-    ) -> list[np.ndarray]:
-        """Text-to-speech sampler -> per row the speech units [n] (int64), cut at the first end."""
-        select, threshold, factor, cache = _fast_options(mode, threshold, factor, cache)
-        units, raw = self._engine.generate_speech(
-            _as_array(input_ids),
-            None if attention_mask is None else _as_array(attention_mask),
-            -1 if max_new_tokens is None else int(max_new_tokens),
-            steps,
-            block_length,
-            float(temperature),
-            float(cfg_scale),
-            select,
-            threshold,
-            factor,
-            cache,
-            _seed(seed),
-            on_block,
-        )
+    def generate_speech(self, input_ids, attention_mask=None, params=None, *, on_block=None, cancel=None, row_cancel=None,
+                        **options) -> list[np.ndarray]:
+        """Text-to-speech sampler -> per row the speech units [n] (int64), cut at the first end.
+
+        params: a ``_C.T2sParams``, or keyword options for :func:`speech_params` (max_new_tokens,
+        steps, block_length, temperature, cfg_scale, mode, threshold, factor, cache, seed).
+        """
+        params = _params(params, speech_params, options)
+        units, raw = self._engine.generate_speech(_as_array(input_ids), _optional_array(attention_mask), params,
+                                                  on_block=on_block, cancel=cancel, row_cancel=row_cancel)
         self._set_stats(raw)
         return [u.astype(np.int64) for u in units]
 
 
-def _fast_options(mode, threshold, factor, cache):
+def text_params(gen_length: int = 128, steps: int = 128, block_length: int = 128, temperature: float = 0.0,
+                cfg_scale: float = 0.0, remasking: str = "low_confidence", mode: str = "exact", threshold: float | None = None,
+                factor: float | None = None, cache: str | None = None, seed: int = 0, **rows) -> "_C.LladaParams":
+    """Options of the LLaDA sampler. mode "fast" (approximate): dual KV cache and threshold decoding
+    (threshold 0.9 unless ``factor`` selects the factor rule); ``cache`` overrides the cache
+    ("none", "prefix", "dual"). rows: gen_lengths, row_seeds, noise_rows (per batch row)."""
+    if remasking not in ("low_confidence", "random"):
+        raise ValueError(f"remasking must be low_confidence or random, not {remasking!r}")
+    return _C.LladaParams(gen_length=gen_length, steps=steps, block_length=block_length, temperature=float(temperature),
+                          cfg_scale=float(cfg_scale), random_remasking=remasking == "random", seed=_seed(seed),
+                          **_fast_options(mode, threshold, factor, cache), **rows)
+
+
+def image_params(seq_len: int = 1024, timesteps: int = 18, guidance_scale: float = 0.0, temperature: float = 1.0,
+                 resolution: int = 512, seed: int = 0, **rows) -> "_C.MaskgitParams":
+    """Options of the MaskGIT sampler; the cosine schedule is computed as the reference computes it.
+    rows: row_seeds, noise_rows."""
+    from .reference.samplers import maskgit_floors
+
+    if not isinstance(timesteps, int) or timesteps <= 0:
+        raise ValueError(f"timesteps must be a positive integer, got {timesteps!r}")
+    if not isinstance(seq_len, int) or seq_len <= 0:
+        raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}")
+    return _C.MaskgitParams(n_tokens=seq_len, schedule=maskgit_floors(seq_len, timesteps), temperature=float(temperature),
+                            guidance_scale=float(guidance_scale), resolution=int(resolution), seed=_seed(seed), **rows)
+
+
+def speech_params(max_new_tokens: int | None = None, steps: int = 256, block_length: int = 128, temperature: float = 0.0,
+                  cfg_scale: float = 0.0, mode: str = "exact", threshold: float | None = None, factor: float | None = None,
+                  cache: str | None = None, seed: int = 0, **rows) -> "_C.T2sParams":
+    """Options of the text-to-speech sampler (fast mode as :func:`text_params`). rows: row_seeds, noise_rows."""
+    return _C.T2sParams(max_new_tokens=-1 if max_new_tokens is None else int(max_new_tokens), steps=steps,
+                        block_length=block_length, temperature=float(temperature), cfg_scale=float(cfg_scale),
+                        seed=_seed(seed), **_fast_options(mode, threshold, factor, cache), **rows)
+
+
+def _params(params, make, options: dict):
+    if params is None:
+        return make(**options)
+    if options:
+        raise ValueError(f"pass params= or keyword options, not both ({', '.join(options)})")
+    return params
+
+
+def _fast_options(mode, threshold, factor, cache) -> dict:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     if cache is not None and cache not in CACHES:
@@ -329,23 +307,31 @@ def _fast_options(mode, threshold, factor, cache):
     if mode == "exact":
         if threshold is not None or factor is not None:
             raise ValueError("threshold and factor apply to mode='fast'")
-        return "topk", 0.9, 1.0, cache or "none"
+        return dict(select="topk", cache=cache or "none")
     if threshold is not None and factor is not None:
         raise ValueError("pass threshold or factor, not both")
     if factor is not None:
         if not factor > 0:
             raise ValueError(f"factor must be > 0, got {factor!r}")
-        return "factor", 0.9, float(factor), cache or "dual"
+        return dict(select="factor", factor=float(factor), cache=cache or "dual")
     threshold = 0.9 if threshold is None else float(threshold)
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
-    return "threshold", threshold, 1.0, cache or "dual"
+    return dict(select="threshold", threshold=threshold, cache=cache or "dual")
 
 
 def _seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     return int(seed) & ((1 << 64) - 1)
+
+
+def _optional_array(x):
+    return None if x is None else _as_array(x)
+
+
+def _optional_list(x):
+    return None if x is None else [int(v) for v in x]
 
 
 def _as_array(x) -> np.ndarray:

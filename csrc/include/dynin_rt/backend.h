@@ -136,6 +136,8 @@ struct CommitStepParams {
     double temperature = 0.0, threshold = 0.9, factor = 1.0;
     uint64_t seed = 0;
     int64_t step = 0;                    // global step index: the noise key
+    const uint64_t* row_seed = nullptr;  // [batch] per-row seeds, or null: `seed` for every row
+    const int64_t* noise_row = nullptr;  // [batch] the row of each batch row's noise key, or null: itself
     int32_t* committed_per_row = nullptr;  // [batch] out: how many were committed
 };
 
@@ -152,6 +154,8 @@ struct MaskgitStepParams {
     double temperature = 1.0;              // already annealed for this step
     uint64_t seed = 0;
     int64_t step = 0;
+    const uint64_t* row_seed = nullptr;    // [batch] per-row seeds, or null: `seed` for every row
+    const int64_t* noise_row = nullptr;    // [batch] the row of each batch row's noise key, or null: itself
 };
 
 class DeviceBuffer;

@@ -1,6 +1,7 @@
 // Errors and checks shared by every component. Every failure the caller can cause (a file, a shape,
 // an id, a length) is reported as an exception with a message, never as a crash; the bindings
-// translate InvalidArgument to ValueError and FormatError to dynin_rt.errors.CheckpointError.
+// translate InvalidArgument to ValueError, FormatError to dynin_rt.errors.CheckpointError and
+// Cancelled to dynin_rt.errors.Cancelled.
 #pragma once
 #include <cstdint>
 #include <sstream>
@@ -16,6 +17,11 @@ struct InvalidArgument : std::invalid_argument {
 
 // A weight file or manifest is malformed or disagrees with the model config.
 struct FormatError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// The caller cancelled a running call (LoopControl::all); translated to dynin_rt.errors.Cancelled.
+struct Cancelled : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 

@@ -33,6 +33,17 @@ DYNIN_RT_HD inline uint64_t counter_key(uint64_t seed, uint64_t stream, uint64_t
 
 DYNIN_RT_HD inline uint64_t counter_at(uint64_t key, uint64_t index) { return mix64(key + index * 0x9E3779B97F4A7C15ull); }
 
+// The seed and noise row of batch row `row` of a sampler step (CommitStepParams, MaskgitStepParams):
+// per-row arrays when the batch carries them, else the call's seed and the row itself.
+template <typename StepParams>
+DYNIN_RT_HD inline uint64_t row_seed_of(const StepParams& p, int64_t row) {
+    return p.row_seed ? p.row_seed[row] : p.seed;
+}
+template <typename StepParams>
+DYNIN_RT_HD inline uint64_t noise_row_of(const StepParams& p, int64_t row) {
+    return static_cast<uint64_t>(p.noise_row ? p.noise_row[row] : row);
+}
+
 // Uniform in the open interval (0, 1) from 53 random bits.
 DYNIN_RT_HD inline double bits_to_uniform(uint64_t bits) { return (static_cast<double>(bits >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
 

@@ -45,13 +45,19 @@ struct Workspace {
     DeviceBuffer head_in, logits;                         // [R, D], [R, C]
 };
 
+// One forward: which slots to compute, against which keys, and which logits to return.
+//   no cache:               `active` is every slot (null) or whole rows (finished rows left out);
+//                           each row attends to its own active slots
+//   cache, fill_cache:      the same, and the K/V of the computed slots are stored in the cache
+//   cache, not fill_cache:  any sorted subset of slots is recomputed (its K/V rewritten); every row
+//                           attends to all its cached slots
 struct ForwardArgs {
     const int32_t* tokens = nullptr;          // host [B, T]
     const CanvasLayout* layout = nullptr;
     const std::vector<int64_t>* active = nullptr;  // sorted slots to compute; null = every slot
     KVCache* cache = nullptr;                 // null: no reuse
-    bool fill_cache = false;                  // with cache: store K/V of the active slots (all of them)
-    const std::vector<int64_t>* head_slots = nullptr;  // slots whose logits are returned, all active
+    bool fill_cache = false;
+    const std::vector<int64_t>* head_slots = nullptr;  // sorted slots whose logits are returned, all active
     std::vector<ColumnRange> columns;         // vocabulary columns of the LM head, in output order
 };
 
@@ -71,6 +77,10 @@ class Engine {
     std::shared_ptr<const ModelWeights> weights_;
     std::unique_ptr<Backend> backend_;
     std::vector<DeviceBuffer> storage_;  // weights copied to the backend, when they had to be
+    struct Plan;
+    Plan plan(const ForwardArgs& args) const;
+    void layer(int64_t l, const Plan& plan, const ForwardArgs& args, Workspace& ws) const;
+    const float* lm_head(const Plan& plan, const ForwardArgs& args, Workspace& ws) const;
     // y = x . w^T for one weight matrix: the backend's packed copy when it made one and it pays off
     // for m rows, else the row-major weights. row0: first weight row (the LM head's column ranges).
     void matmul(const float* x, int64_t ldx, const void* w, const void* packed, int64_t n, int64_t k, float* y, int64_t ldy,

@@ -38,6 +38,7 @@ class SafetensorsFile {
     bool has(const std::string& name) const { return tensors_.count(name) != 0; }
     const TensorView& get(const std::string& name) const;  // FormatError naming the tensor if absent
     std::vector<std::string> names() const;
+    const std::map<std::string, TensorView>& tensors() const { return tensors_; }
 
  private:
     std::string path_;

@@ -1,9 +1,16 @@
-// The three denoising loops in C++ (model-spec §7), one call per request, no per-step Python.
+// The three denoising loops in C++ (docs/samplers.md), one call per request batch, no per-step Python.
 // Exact mode reproduces dynin_rt.reference with CounterNoise(seed) token for token; fast mode
 // (KV reuse + threshold / factor decoding) is opt-in and approximate.
+//
+// A batch is B token rows. Rows may have different lengths (a ragged batch, as a server builds from
+// independent requests): a row's tail past its length is absent, never computed or attended, so each
+// row keeps the positions it would have alone. Each row may carry its own seed and noise row, its
+// own cancel token and (text) its own number of new tokens, and finishes on its own.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "dynin_rt/engine.h"
@@ -12,46 +19,94 @@ namespace dynin_rt {
 
 enum class CacheMode : uint8_t { kNone, kPrefix, kDual };
 
-struct SamplerStats {
-    int64_t forwards = 0;  // engine calls (a CFG pair counts once)
-    int64_t steps = 0;
-    std::vector<int32_t> committed_per_step;  // summed over the batch
-    double seconds_forward = 0.0;             // engine forward (the LM head included)
-    double seconds_sample = 0.0;              // choice, selection, commit, CFG combination
+// Token rows handed to a loop.
+struct TokenRows {
+    int64_t batch = 0, length = 0;
+    std::vector<int32_t> ids;      // [B, T]
+    std::vector<uint8_t> keep;     // [B, T] official keep-mask (0 = [iPAD]) or empty
+    std::vector<int64_t> lengths;  // [B] real length of each row, or empty: every row is T long
+
+    int64_t row_length(int64_t b) const { return lengths.empty() ? length : lengths[b]; }
+    int32_t at(int64_t b, int64_t t) const { return ids[b * length + t]; }
+    bool kept(int64_t b, int64_t t) const { return keep.empty() || keep[b * length + t]; }
+    // Checks shape, lengths and every id of the row prefixes against the model; `name` labels errors.
+    void validate(const Engine& engine, const char* name) const;
+};
+
+// Whose noise a row draws: counter noise keyed by (seed, stream, step, noise row, position, column).
+// Empty vectors: every row uses the call's seed and row b noise row b (the reference's layout). A
+// server gives each request its own seed and noise row 0, so that a request's tokens do not depend
+// on what it was batched with.
+struct RowNoise {
+    std::vector<uint64_t> seed;       // [B] or empty
+    std::vector<int64_t> noise_row;   // [B] or empty
+};
+
+// A flag another thread sets to stop work; copies share the flag.
+class CancelToken {
+ public:
+    CancelToken() : flag_(std::make_shared<std::atomic<bool>>(false)) {}
+    void cancel() const { flag_->store(true, std::memory_order_relaxed); }
+    bool cancelled() const { return flag_->load(std::memory_order_relaxed); }
+
+ private:
+    std::shared_ptr<std::atomic<bool>> flag_;
 };
 
 // Called after each finished block with the canvas (host [B, T]); for streaming.
 using BlockCallback = std::function<void(int64_t block, const std::vector<int32_t>& canvas)>;
 
+// How the caller steers a running loop. Checked before every step, so a stop takes at most one step.
+struct LoopControl {
+    CancelToken all;               // stops the call: the loop throws Cancelled
+    std::vector<CancelToken> rows;  // [B] or empty: a cancelled row stops; the others go on
+    std::function<void()> poll;    // e.g. a Ctrl-C check; may throw to abort the call
+    BlockCallback on_block;
+};
+
+struct SamplerStats {
+    int64_t forwards = 0;  // engine calls (a CFG pair counts once)
+    int64_t steps = 0;
+    std::vector<int32_t> committed_per_step;  // summed over the batch
+    std::vector<uint8_t> cancelled_rows;      // [B]: 1 where a row's cancel token stopped it
+    double seconds_forward = 0.0;             // engine forward (the LM head included)
+    double seconds_sample = 0.0;              // choice, selection, commit, CFG combination
+    BackendCounters device;                   // what the backend did during the call
+};
+
+// Options of the LLaDA block sampler (text chat, image / video understanding, speech recognition).
 struct LladaParams {
     int64_t gen_length = 128, steps = 128, block_length = 128;
+    std::vector<int64_t> gen_lengths;  // [B] per-row new tokens (multiples of block_length) or empty
     double temperature = 0.0, cfg_scale = 0.0;
     bool random_remasking = false;
     SelectRule select = SelectRule::kTopK;  // kTopK: the exact schedule; others: fast decoding
     double threshold = 0.9, factor = 1.0;
     CacheMode cache = CacheMode::kNone;
     uint64_t seed = 0;
+    RowNoise rows;
 };
 
-// prompt [B, P]; keep [B, P] or null -> canvas [B, P + gen_length]
-std::vector<int32_t> llada_generate(const Engine& engine, const TokenLayout& tokens, const std::vector<int32_t>& prompt,
-                                    int64_t batch, const std::vector<uint8_t>* keep, const LladaParams& params,
-                                    SamplerStats* stats, const BlockCallback& on_block);
+// prompt rows [B, P] -> canvas [B, max(P_b + gen_b)]: row b's prompt, its new tokens, then its absent tail.
+std::vector<int32_t> llada_generate(const Engine& engine, const TokenLayout& tokens, const TokenRows& prompt,
+                                    const LladaParams& params, LoopControl& control, SamplerStats* stats);
 
+// Options of the MaskGIT image sampler (text to image, image editing).
 struct MaskgitParams {
-    int64_t n_tokens = 1024;            // N: the image region is canvas[:, T-N-1 : T-1]
-    std::vector<int64_t> schedule;      // [steps] floor(N * cos(pi/2 (s+1)/steps)) as the reference computes it
+    int64_t n_tokens = 1024;        // N: the image region is canvas[:, T-N-1 : T-1]
+    std::vector<int64_t> schedule;  // [steps] floor(N * cos(pi/2 (s+1)/steps)) as the reference computes it
     double temperature = 1.0, guidance_scale = 0.0;
-    int64_t resolution = 512;           // the uncond stream is uncond[:, :resolution+1] + cond[:, resolution+1:]
+    int64_t resolution = 512;       // the uncond stream is uncond[:, :resolution+1] + cond[:, resolution+1:]
     uint64_t seed = 0;
+    RowNoise rows;
 };
 
-// canvas [B, T] with keep [B, T]; uncond canvas/keep [B, T] or empty (no CFG) -> codes [B, N]
-std::vector<int32_t> maskgit_generate(const Engine& engine, const TokenLayout& tokens, const std::vector<int32_t>& canvas,
-                                      const std::vector<uint8_t>& keep, const std::vector<int32_t>& uncond_canvas,
-                                      const std::vector<uint8_t>& uncond_keep, int64_t batch, const MaskgitParams& params,
+// canvas [B, T] with its keep-mask; uncond canvas [B, T] or null (no CFG) -> codes [B, N]
+std::vector<int32_t> maskgit_generate(const Engine& engine, const TokenLayout& tokens, const TokenRows& canvas,
+                                      const TokenRows* uncond, const MaskgitParams& params, LoopControl& control,
                                       SamplerStats* stats);
 
+// Options of the text-to-speech sampler.
 struct T2sParams {
     int64_t max_new_tokens = -1;  // -1: the whole masked region
     int64_t steps = 256, block_length = 128;
@@ -60,13 +115,13 @@ struct T2sParams {
     double threshold = 0.9, factor = 1.0;
     CacheMode cache = CacheMode::kNone;
     uint64_t seed = 0;
+    RowNoise rows;
 };
 
-// canvas [B, T] with keep [B, T] or null -> per row the speech units (cut at the first end token)
-std::vector<std::vector<int32_t>> t2s_generate(const Engine& engine, const TokenLayout& tokens,
-                                               const std::vector<int32_t>& canvas, const std::vector<uint8_t>* keep,
-                                               int64_t batch, const T2sParams& params, SamplerStats* stats,
-                                               const BlockCallback& on_block);
+// canvas [B, T] (each row with the same number of [MASK] positions: its speech region) -> per row
+// the speech units, cut at the first end token
+std::vector<std::vector<int32_t>> t2s_generate(const Engine& engine, const TokenLayout& tokens, const TokenRows& canvas,
+                                               const T2sParams& params, LoopControl& control, SamplerStats* stats);
 
 // How many masked tokens each step commits: n // steps each, the first n % steps steps one more.
 std::vector<int64_t> transfer_schedule(int64_t masked, int64_t steps);

@@ -104,10 +104,11 @@ def make_stats(phases: Phases, sampler: dict | None, generated: int) -> dict:
     return stats
 
 
-class Backbone:
-    """The three samplers behind one interface, on the C++ runtime (a dynin_rt.Model) or on the
-    PyTorch reference (a dynin_rt.reference.DyninOmni, fed CounterNoise(seed) so that both agree
-    token for token in exact mode)."""
+class Denoiser:
+    """The three denoising loops behind one interface, on the C++ runtime (a dynin_rt.Model) or on the
+    PyTorch reference (a dynin_rt.reference.DyninOmni, fed CounterNoise(seed) so that both agree token
+    for token in exact mode). Options travel as the runtime's option structs (``runtime.text_params``,
+    ``image_params``, ``speech_params``)."""
 
     def __init__(self, model):
         from ..reference import DyninOmni
@@ -124,37 +125,40 @@ class Backbone:
         s = self.model.last_stats
         return s.to_dict() if s else None
 
-    def text(self, prompt: np.ndarray, gen_length, steps, block_length, temperature, cfg_scale, seed, mode, threshold,
-             on_block) -> np.ndarray:
-        if self.is_reference:
-            import torch
+    def _exact_only(self, params) -> None:
+        if params.select != "topk" or params.cache != "none":
+            raise ValueError("the PyTorch reference runs mode='exact' only")
 
-            if mode != "exact":
-                raise ValueError("the PyTorch reference runs mode='exact' only")
-            out = self.model.generate_text(torch.as_tensor(prompt), gen_length=gen_length, steps=steps,
-                                           block_length=block_length, temperature=temperature, cfg_scale=cfg_scale,
-                                           noise=CounterNoise(seed), on_block=on_block)
-            return out.numpy()
-        return self.model.generate_text(prompt, gen_length=gen_length, steps=steps, block_length=block_length,
-                                        temperature=temperature, cfg_scale=cfg_scale, seed=seed, mode=mode,
-                                        threshold=threshold, on_block=on_block)
+    def text(self, prompt: np.ndarray, params, on_block=None, cancel=None) -> np.ndarray:
+        """prompt [1, P] -> ids [1, P + gen_length]"""
+        if not self.is_reference:
+            return self.model.generate_text(prompt, params, on_block=on_block, cancel=cancel)
+        import torch
 
-    def image(self, canvas, uncond, n_tokens, steps, cfg_scale, temperature, prefix_resolution, seed) -> np.ndarray:
-        kwargs = dict(seq_len=n_tokens, timesteps=steps, guidance_scale=cfg_scale, temperature=temperature,
-                      resolution=prefix_resolution)
-        if uncond is not None:
-            kwargs.update(uncond_input_ids=uncond.input_ids, uncond_attention_mask=uncond.attention_mask)
-        if self.is_reference:
-            return self.model.generate_image(canvas.input_ids, canvas.attention_mask, noise=CounterNoise(seed), **kwargs).numpy()
-        return self.model.generate_image(canvas.input_ids, canvas.attention_mask, seed=seed, **kwargs)
+        self._exact_only(params)
+        return self.model.generate_text(
+            torch.as_tensor(prompt), gen_length=params.gen_length, steps=params.steps, block_length=params.block_length,
+            temperature=params.temperature, cfg_scale=params.cfg_scale,
+            remasking="random" if params.random_remasking else "low_confidence", noise=CounterNoise(params.seed),
+            on_block=on_block).numpy()
 
-    def speech(self, canvas, max_new_tokens, steps, block_length, temperature, cfg_scale, seed, mode, threshold,
-               on_block) -> np.ndarray:
-        kwargs = dict(max_new_tokens=max_new_tokens, steps=steps, block_length=block_length, temperature=temperature,
-                      cfg_scale=cfg_scale, on_block=on_block)
-        if self.is_reference:
-            if mode != "exact":
-                raise ValueError("the PyTorch reference runs mode='exact' only")
-            return self.model.generate_speech(canvas.input_ids, canvas.attention_mask, noise=CounterNoise(seed), **kwargs)[0].numpy()
-        return self.model.generate_speech(canvas.input_ids, canvas.attention_mask, seed=seed, mode=mode, threshold=threshold,
-                                          **kwargs)[0]
+    def image(self, canvas, uncond, params, cancel=None) -> np.ndarray:
+        """canvas (and its unconditional twin, or None) -> codes [1, N]"""
+        un_ids, un_mask = (None, None) if uncond is None else (uncond.input_ids, uncond.attention_mask)
+        if not self.is_reference:
+            return self.model.generate_image(canvas.input_ids, canvas.attention_mask, un_ids, un_mask, params, cancel=cancel)
+        return self.model.generate_image(
+            canvas.input_ids, canvas.attention_mask, uncond_input_ids=un_ids, uncond_attention_mask=un_mask,
+            seq_len=params.n_tokens, timesteps=len(params.schedule), guidance_scale=params.guidance_scale,
+            temperature=params.temperature, resolution=params.resolution, noise=CounterNoise(params.seed)).numpy()
+
+    def speech(self, canvas, params, on_block=None, cancel=None) -> np.ndarray:
+        """canvas -> the first row's speech units [n]"""
+        if not self.is_reference:
+            return self.model.generate_speech(canvas.input_ids, canvas.attention_mask, params, on_block=on_block,
+                                              cancel=cancel)[0]
+        self._exact_only(params)
+        return self.model.generate_speech(
+            canvas.input_ids, canvas.attention_mask, max_new_tokens=None if params.max_new_tokens < 0 else params.max_new_tokens,
+            steps=params.steps, block_length=params.block_length, temperature=params.temperature,
+            cfg_scale=params.cfg_scale, noise=CounterNoise(params.seed), on_block=on_block)[0].numpy()

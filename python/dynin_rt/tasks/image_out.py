@@ -5,12 +5,13 @@ from __future__ import annotations
 from PIL import Image
 
 from .. import prompts
-from .common import UNCOND_PREFIX_RESOLUTION, Backbone, Phases, Result, make_stats
+from ..runtime import image_params
+from .common import UNCOND_PREFIX_RESOLUTION, Denoiser, Phases, Result, make_stats
 
 DOWNSAMPLE = 16  # MAGVIT-v2: one code per 16 x 16 pixels
 
 
-def run(task: str, backbone: Backbone, prompt: str, opts: dict, image, phases: Phases) -> Result:
+def run(task: str, backbone: Denoiser, prompt: str, opts: dict, image, phases: Phases) -> Result:
     tok, layout = backbone.tokenizer, backbone.layout
     side = opts["resolution"] // DOWNSAMPLE
     n = side * side
@@ -25,8 +26,9 @@ def run(task: str, backbone: Backbone, prompt: str, opts: dict, image, phases: P
     if canvas.input_ids.shape[1] > backbone.max_len:
         raise ValueError(f"an image of {n} tokens does not fit the context of {backbone.max_len}: lower resolution")
     with phases("generate"):
-        codes = backbone.image(canvas, uncond if opts["cfg_scale"] > 0 else None, n, opts["steps"], opts["cfg_scale"],
-                               opts["temperature"], UNCOND_PREFIX_RESOLUTION[task], opts["seed"])
+        params = image_params(seq_len=n, timesteps=opts["steps"], guidance_scale=opts["cfg_scale"],
+                              temperature=opts["temperature"], resolution=UNCOND_PREFIX_RESOLUTION[task], seed=opts["seed"])
+        codes = backbone.image(canvas, uncond if opts["cfg_scale"] > 0 else None, params, opts.get("cancel"))
     with phases("decode"):
         pixels = opts["image_tokenizer"].decode(codes)
     return Result(task=task, image=Image.fromarray(pixels[0]), tokens=codes[0],

@@ -4,10 +4,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import prompts
-from .common import Backbone, Phases, Result, make_stats
+from ..runtime import speech_params
+from .common import Denoiser, Phases, Result, make_stats
 
 
-def canvas_of(backbone: Backbone, prompt: str, opts: dict) -> prompts.Canvas:
+def canvas_of(backbone: Denoiser, prompt: str, opts: dict) -> prompts.Canvas:
     canvas = prompts.text_to_speech(backbone.tokenizer, prompt, num_units=opts["max_new_tokens"])
     if canvas.input_ids.shape[1] > backbone.max_len:
         raise ValueError(
@@ -25,11 +26,13 @@ def units_in(canvas_row: np.ndarray, region_start: int, layout) -> np.ndarray:
     return region[: stop[0] if stop.size else region.size] - lo
 
 
-def run(backbone: Backbone, prompt: str, opts: dict, phases: Phases, on_block=None) -> Result:
+def run(backbone: Denoiser, prompt: str, opts: dict, phases: Phases, on_block=None) -> Result:
     canvas = canvas_of(backbone, prompt, opts)
     with phases("generate"):
-        units = backbone.speech(canvas, opts["max_new_tokens"], opts["steps"], opts["block_length"], opts["temperature"],
-                                opts["cfg_scale"], opts["seed"], opts["mode"], opts["threshold"], on_block)
+        params = speech_params(max_new_tokens=opts["max_new_tokens"], steps=opts["steps"], block_length=opts["block_length"],
+                               temperature=opts["temperature"], cfg_scale=opts["cfg_scale"], mode=opts["mode"],
+                               threshold=opts["threshold"], seed=opts["seed"])
+        units = backbone.speech(canvas, params, on_block, opts.get("cancel"))
     speech = opts["speech_tokenizer"]
     with phases("decode"):
         if units.size == 0:

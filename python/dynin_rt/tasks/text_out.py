@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import prompts
-from .common import Backbone, Phases, Result, make_stats
+from ..runtime import text_params
+from .common import Denoiser, Phases, Result, make_stats
 
 
-def build_canvas(task: str, backbone: Backbone, prompt: str | None, opts: dict, media, phases: Phases) -> prompts.Canvas:
+def build_canvas(task: str, backbone: Denoiser, prompt: str | None, opts: dict, media, phases: Phases) -> prompts.Canvas:
     """The prompt canvas of a text-output task; media is an image, frames or (samples, rate)."""
     tok = backbone.tokenizer
     if task == "t2t":
@@ -29,12 +30,12 @@ def build_canvas(task: str, backbone: Backbone, prompt: str | None, opts: dict, 
     return prompts.speech_to_text(tok, backbone.layout, units, instruction)
 
 
-def decode_text(backbone: Backbone, ids: np.ndarray, task: str) -> str:
+def decode_text(backbone: Denoiser, ids: np.ndarray, task: str) -> str:
     text = backbone.tokenizer.decode(ids.tolist(), skip_special_tokens=True)
     return text.strip() if task == "s2t" else text
 
 
-def run(task: str, backbone: Backbone, canvas: prompts.Canvas, opts: dict, phases: Phases, on_block=None) -> Result:
+def run(task: str, backbone: Denoiser, canvas: prompts.Canvas, opts: dict, phases: Phases, on_block=None) -> Result:
     prompt = canvas.input_ids.numpy()
     gen = opts["max_new_tokens"]
     if prompt.shape[1] + gen > backbone.max_len:
@@ -43,8 +44,10 @@ def run(task: str, backbone: Backbone, canvas: prompts.Canvas, opts: dict, phase
             "shorten the prompt or lower max_new_tokens"
         )
     with phases("generate"):
-        out = backbone.text(prompt, gen, opts["steps"], opts["block_length"], opts["temperature"], opts["cfg_scale"],
-                            opts["seed"], opts["mode"], opts["threshold"], on_block)
+        params = text_params(gen_length=gen, steps=opts["steps"], block_length=opts["block_length"],
+                             temperature=opts["temperature"], cfg_scale=opts["cfg_scale"], mode=opts["mode"],
+                             threshold=opts["threshold"], seed=opts["seed"])
+        out = backbone.text(prompt, params, on_block, opts.get("cancel"))
     tokens = out[0, prompt.shape[1]:]
     with phases("decode"):
         text = decode_text(backbone, tokens, task)
