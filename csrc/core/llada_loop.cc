@@ -38,6 +38,8 @@ struct TextCanvas {
     // Each row's span a cached step recomputes: the block (dual) or the block and what follows (prefix).
     RowRanges recomputed(int64_t blk, const StepRunner& run, CacheMode cache) const;
     void mask_prompt_in_uncond();
+    // The cond rows [B, T]: what the call returns.
+    std::vector<int32_t> result() const { return {x.begin(), x.begin() + B * T}; }
 };
 
 TextCanvas::TextCanvas(const Engine& engine, int32_t mask_id, const TokenRows& prompt, const LladaParams& p)
@@ -132,7 +134,7 @@ std::vector<int32_t> llada_generate(const Engine& engine, const TokenLayout& tok
     for (int64_t blk = 0; blk < c.n_blocks && !run.running_rows().empty(); ++blk) {
         const auto k_sched = block_schedules(c, c.block(blk, run, false));
         for (int64_t i = 0; i < (scheduled ? c.steps_per_block : p.block_length); ++i) {
-            if (!run.begin_step()) break;
+            if (!run.begin_step()) return c.result();
             // Candidates: masked positions before the block end (later ones have -inf confidence in
             // the reference); with a KV cache only the block is recomputed, so only it can commit.
             const Candidates cand = collect_masked(c.x, c.T, c.mask, c.block(blk, run, !cached));
@@ -155,8 +157,7 @@ std::vector<int32_t> llada_generate(const Engine& engine, const TokenLayout& tok
             if (!c.generates(b, blk + 1)) run.finish_row(b);
         run.block_done(blk, c.x, c.T);
     }
-    c.x.resize(static_cast<size_t>(c.B * c.T));
-    return c.x;
+    return c.result();
 }
 
 }  // namespace dynin_rt

@@ -18,6 +18,7 @@ namespace {
 struct SpeechCanvas {
     int64_t B = 0, T = 0, max_new = 0, block = 0, n_blocks = 0, inner = 0;
     int32_t mask = 0;
+    int64_t unit_offset = 0, n_units = 0;      // speech unit u is token unit_offset + u
     std::vector<std::vector<int64_t>> region;  // [B][n] the canvas positions of each row's [MASK] run
     std::vector<int32_t> x;                    // [B, T]
     std::unique_ptr<CanvasLayout> layout;
@@ -29,11 +30,13 @@ struct SpeechCanvas {
     Candidates candidates(int64_t blk, const StepRunner& run) const;
     int64_t masked_in_block(int64_t b, int64_t blk) const;
     RowRanges recomputed(int64_t blk, const StepRunner& run, CacheMode cache) const;
-    std::vector<int32_t> units_of_row(int64_t b, const TokenLayout& tokens) const;
+    // Per row: the region's relative ids, cut at the first <|eoa|> / EOS / leftover [MASK].
+    std::vector<std::vector<int32_t>> units() const;
 };
 
 SpeechCanvas::SpeechCanvas(const Engine& engine, const TokenLayout& tokens, const TokenRows& canvas, const T2sParams& p)
-    : B(canvas.batch), T(canvas.length), mask(static_cast<int32_t>(tokens.mask_id)), x(canvas.ids) {
+    : B(canvas.batch), T(canvas.length), mask(static_cast<int32_t>(tokens.mask_id)), unit_offset(tokens.speech_offset),
+      n_units(tokens.speech_codebook), x(canvas.ids) {
     canvas.validate(engine, "canvas");
     DYNIN_CHECK_ARG(tokens.speech_offset >= 0, "this model has no speech rows (or no tokenizer to place them)");
     DYNIN_CHECK_ARG(p.steps > 0 && p.block_length > 0, "steps and block_length must be positive");
@@ -81,14 +84,15 @@ RowRanges SpeechCanvas::recomputed(int64_t blk, const StepRunner& run, CacheMode
     return r;
 }
 
-std::vector<int32_t> SpeechCanvas::units_of_row(int64_t b, const TokenLayout& tokens) const {
-    // The region's relative ids, cut at the first <|eoa|> / EOS / leftover [MASK].
-    std::vector<int32_t> out;
-    const int64_t start = region[b][0], end = std::min(T, start + static_cast<int64_t>(region[b].size()));
-    for (int64_t t = start; t < end; ++t) {
-        const int32_t id = x[b * T + t];
-        if (id < tokens.speech_offset || id >= tokens.speech_offset + tokens.speech_codebook) break;
-        out.push_back(static_cast<int32_t>(id - tokens.speech_offset));
+std::vector<std::vector<int32_t>> SpeechCanvas::units() const {
+    std::vector<std::vector<int32_t>> out(static_cast<size_t>(B));
+    for (int64_t b = 0; b < B; ++b) {
+        const int64_t start = region[b][0], end = std::min(T, start + static_cast<int64_t>(region[b].size()));
+        for (int64_t t = start; t < end; ++t) {
+            const int32_t id = x[b * T + t];
+            if (id < unit_offset || id >= unit_offset + n_units) break;
+            out[b].push_back(static_cast<int32_t>(id - unit_offset));
+        }
     }
     return out;
 }
@@ -148,7 +152,7 @@ std::vector<std::vector<int32_t>> t2s_generate(const Engine& engine, const Token
         std::vector<std::vector<int64_t>> k_sched;
         for (int64_t b = 0; b < c.B; ++b) k_sched.push_back(transfer_schedule(c.masked_in_block(b, blk), c.inner));
         for (int64_t s = 0; s < (scheduled ? c.inner : c.hi(blk) - c.lo(blk)); ++s) {
-            if (!run.begin_step()) break;
+            if (!run.begin_step()) return c.units();
             const Candidates cand = c.candidates(blk, run);
             if (cand.empty()) break;
             const bool full = !cached || s == 0;
@@ -165,9 +169,7 @@ std::vector<std::vector<int32_t>> t2s_generate(const Engine& engine, const Token
         }
         run.block_done(blk, c.x, c.T);
     }
-    std::vector<std::vector<int32_t>> out;
-    for (int64_t b = 0; b < c.B; ++b) out.push_back(c.units_of_row(b, tokens));
-    return out;
+    return c.units();
 }
 
 }  // namespace dynin_rt
