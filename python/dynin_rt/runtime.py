@@ -7,7 +7,6 @@ in exact mode; ``mode="fast"`` (KV reuse + threshold decoding) is approximate an
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -18,7 +17,8 @@ import numpy as np
 from . import _native
 from .checkpoint import ModelConfig, parse_config
 from .errors import CheckpointError
-from .export.weights import MANIFEST, export_weights, read_manifest
+from .export.weights import MANIFEST, read_manifest
+from .export_cache import cached_export
 from .tokens import TextTokenizer, TokenLayout
 
 _C = _native._C
@@ -56,21 +56,6 @@ class GenerationStats:
             "cancelled_rows": list(self.cancelled_rows),
             "device": dict(self.device),
         }
-
-
-def _cache_root() -> str:
-    return os.environ.get("DYNIN_RT_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "dynin_rt"))
-
-
-def _export_key(hf_dir: str, dtype: str) -> str:
-    """Changes when the checkpoint's files change (path, size and mtime of each) or the dtype does."""
-    h = hashlib.sha256(f"{os.path.abspath(hf_dir)}|{dtype}".encode())
-    for name in sorted(os.listdir(hf_dir)):
-        path = os.path.join(hf_dir, name)
-        if os.path.isfile(path):
-            st = os.stat(path)
-            h.update(f"{name}|{st.st_size}|{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:24]
 
 
 def _checkpoint_dtype(hf_dir: str) -> str:
@@ -370,10 +355,7 @@ def load(path: str | os.PathLike, backend: str = "auto", dtype: str | None = Non
         return Model(path, **kwargs)
     parse_config(_read_json(os.path.join(path, "config.json")))  # fail fast on a bad config
     dtype = dtype or _checkpoint_dtype(path)
-    out = os.path.join(_cache_root(), _export_key(path, dtype))
-    if not os.path.isfile(os.path.join(out, MANIFEST)):
-        export_weights(path, out, dtype=dtype, text_vocab_size=text_vocab_size, progress=progress)
-    return Model(out, **kwargs)
+    return Model(cached_export(path, dtype, text_vocab_size=text_vocab_size, progress=progress), **kwargs)
 
 
 def _read_json(path: str) -> dict:
