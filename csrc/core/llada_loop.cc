@@ -127,9 +127,14 @@ std::vector<int32_t> llada_generate(const Engine& engine, const TokenLayout& tok
     StepRunner run(engine, control, stats, c.B, p.seed, p.rows);
     const int64_t V = engine.config().vocab_size;
     const std::vector<ColumnRange> columns{{0, 0, V}};
-    const CommitRule rule{p.temperature > 0 ? TokenChoice::kGumbelOfficial : TokenChoice::kArgmax,
-                          p.random_remasking ? ConfidenceKind::kRandom : ConfidenceKind::kProbability,
-                          p.select, p.temperature, p.threshold, p.factor};
+    StepSpec spec;  // the official CFG: u + (s + 1)(c - u); the commit rule
+    spec.columns = &columns;
+    spec.C = V;
+    spec.cfg = c.cfg;
+    spec.alpha = static_cast<float>(p.cfg_scale + 1.0);
+    spec.rule = {p.temperature > 0 ? TokenChoice::kGumbelOfficial : TokenChoice::kArgmax,
+                 p.random_remasking ? ConfidenceKind::kRandom : ConfidenceKind::kProbability, p.select, p.temperature,
+                 p.threshold, p.factor};
     // kTopK follows the transfer schedule; threshold and factor rules step until the block is full,
     // committing at least one token per row and step.
     const bool scheduled = p.select == SelectRule::kTopK, cached = p.cache != CacheMode::kNone;
@@ -155,19 +160,14 @@ std::vector<int32_t> llada_generate(const Engine& engine, const TokenLayout& tok
                 const std::vector<int64_t> head = head_slots(*c.layout, cand, c.B, c.streams());
                 if (i == 0 || !cached || run.plans_per_block()) {
                     const std::vector<int64_t> rows = row_slots(*c.layout, run.running_rows(), c.B, c.streams());
-                    run.prepare(full, cand, c.forward_args(rows, head, columns, cached ? &cache : nullptr, cached));
+                    run.prepare(full, cand, c.forward_args(rows, head, columns, cached ? &cache : nullptr, cached), V);
                 }
                 if (cached && (i > 0 || run.plans_per_block())) {
                     const std::vector<int64_t> span = slots_in(*c.layout, c.recomputed(blk, run, p.cache), c.streams());
-                    run.prepare(partial, cand, c.forward_args(span, head, columns, &cache, false));
+                    run.prepare(partial, cand, c.forward_args(span, head, columns, &cache, false), V);
                 }
             }
-            const StepPlan& plan = cached && i > 0 ? partial : full;
-            const int64_t n = plan.cand.size();
-            const float* logits = run.forward(plan);
-            if (c.cfg)
-                logits = run.guide(logits + n * V, logits, n * V, static_cast<float>(p.cfg_scale + 1.0), 0.0f, Backend::CfgForm::kLlada);
-            run.commit(rule, {logits, V, &columns}, plan);
+            run.step(cached && i > 0 ? partial : full, spec);
             if (!scheduled && run.plans_per_block() && run.remaining() == 0) break;
         }
         for (int64_t b = 0; b < c.B; ++b)

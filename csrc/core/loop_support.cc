@@ -1,5 +1,6 @@
 #include "dynin_rt/loop_support.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "dynin_rt/common.h"
@@ -81,6 +82,7 @@ StepRunner::StepRunner(const Engine& engine, LoopControl& control, SamplerStats*
     DYNIN_CHECK_ARG(noise.noise_row.empty() || static_cast<int64_t>(noise.noise_row.size()) == batch, "one noise row per row");
     plans_per_block_ = control.plans == PlanMode::kPerBlock ||
                        (control.plans == PlanMode::kAuto && !engine.backend()->caps().host_memory);
+    graphs_ = plans_per_block_ && control.graphs;
     stats_.cancelled_rows.assign(static_cast<size_t>(batch), 0);
     if (!noise.seed.empty()) upload(row_seed_, noise.seed);
     if (!noise.noise_row.empty()) upload(noise_row_, noise.noise_row);
@@ -88,7 +90,10 @@ StepRunner::StepRunner(const Engine& engine, LoopControl& control, SamplerStats*
     block_start_ = Clock::now();
 }
 
-StepRunner::~StepRunner() { stats_.device = minus(engine_.backend()->counters(), start_); }
+StepRunner::~StepRunner() {
+    for (uint64_t key : recordings_) engine_.backend()->drop_recording(key);
+    stats_.device = minus(engine_.backend()->counters(), start_);
+}
 
 template <typename T>
 T* StepRunner::upload(DeviceBuffer& buf, const std::vector<T>& host) {
@@ -136,41 +141,87 @@ void StepRunner::start_block(int64_t first_step) {
     next_step_ = first_step;
 }
 
-void StepRunner::prepare(StepPlan& plan, Candidates cand, ForwardArgs args) {
+void StepRunner::prepare(StepPlan& plan, Candidates cand, ForwardArgs args, int64_t C) {
     args.canvas = canvas_.as<int32_t>();
     engine_.prepare(args, plan.forward);
     engine_.reserve(plan.forward, ws_);
     plan.cand = std::move(cand);
     upload(plan.cand_row, plan.cand.row);
     upload(plan.cand_pos, plan.cand.pos);
+    guided_.ensure(engine_.backend(), sizeof(float) * static_cast<size_t>(std::max<int64_t>(plan.cand.size() * C, 1)));
 }
 
-const float* StepRunner::forward(const StepPlan& plan) {
-    const auto t0 = Clock::now();
-    const float* logits = engine_.run(plan.forward, canvas_.as<int32_t>(), ws_);
-    if (!plans_per_block_) engine_.backend()->synchronize();  // a device runs on: its steps are timed per block
-    stats_.seconds_forward += since(t0);
+void StepRunner::step(const StepPlan& plan, const StepSpec& spec) {
+    if (graphs_) {
+        const uint64_t key = recording_key(plan, spec);
+        if (std::find(recordings_.begin(), recordings_.end(), key) == recordings_.end()) recordings_.push_back(key);
+        engine_.backend()->run_recorded(key, [&] { enqueue_step(plan, spec, {}); });
+    } else if (plans_per_block_) {
+        enqueue_step(plan, spec, {});  // the device runs on: its steps are timed per block (finish())
+    } else {
+        Backend* be = engine_.backend();
+        auto t = Clock::now();
+        enqueue_step(plan, spec, [&] {
+            be->synchronize();
+            stats_.seconds_forward += since(t);
+            t = Clock::now();
+        });
+        be->synchronize();
+        stats_.seconds_sample += since(t);
+    }
     ++stats_.forwards;
-    return logits;
+    ++stats_.steps;
+    steps_run_.push_back(next_step_++);
 }
 
-const float* StepRunner::guide(const float* uncond, const float* cond, int64_t n, float alpha, float beta,
-                               Backend::CfgForm form) {
-    Backend* be = engine_.backend();
-    guided_.ensure(be, sizeof(float) * static_cast<size_t>(std::max<int64_t>(n, 1)));
-    be->cfg_combine(uncond, cond, guided_.as<float>(), n, alpha, beta, form);
-    return guided_.as<float>();
+void StepRunner::enqueue_step(const StepPlan& plan, const StepSpec& spec, const std::function<void()>& after_forward) {
+    const int64_t n = plan.cand.size();
+    const float* logits = engine_.run(plan.forward, canvas_.as<int32_t>(), ws_);
+    if (after_forward) after_forward();
+    if (spec.cfg) {
+        const float* uncond = spec.uncond ? spec.uncond() : logits + n * spec.C;
+        engine_.backend()->cfg_combine(uncond, logits, guided_.as<float>(), n * spec.C, spec.alpha, spec.beta, spec.form);
+        logits = guided_.as<float>();
+    }
+    if (spec.maskgit)
+        maskgit(logits, spec.C, (*spec.columns)[0].count, plan);
+    else
+        commit(spec.rule, logits, spec.C, *spec.columns, plan);
 }
 
-void StepRunner::commit(const CommitRule& rule, const StepLogits& logits, const StepPlan& plan) {
-    const auto t0 = Clock::now();
+// Everything a recorded step bakes in: shapes, attention segments, the pointers its kernels get.
+uint64_t StepRunner::recording_key(const StepPlan& plan, const StepSpec& spec) const {
+    uint64_t h = 1469598103934665603ull;
+    auto mix = [&h](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
+    const PreparedForward& f = plan.forward;
+    for (int64_t v : {f.M, f.R, f.C, f.batch, f.slots, plan.cand.size(), spec.C, static_cast<int64_t>(spec.cfg),
+                      static_cast<int64_t>(spec.maskgit), static_cast<int64_t>(spec.rule.select),
+                      static_cast<int64_t>(spec.rule.choice), static_cast<int64_t>(spec.rule.confidence)})
+        mix(static_cast<uint64_t>(v));
+    for (int64_t v : f.q_start) mix(static_cast<uint64_t>(v));
+    for (int64_t v : f.k_start) mix(static_cast<uint64_t>(v));
+    for (const DeviceBuffer* b : {&f.token_index, &f.token_override, &f.positions, &f.active_rows, &f.head_rows, &plan.cand_row,
+                                  &plan.cand_pos, &ws_.x, &ws_.h, &ws_.qkv, &ws_.attn, &ws_.gate_up, &ws_.act, &ws_.head_in,
+                                  &ws_.logits, &guided_, &canvas_, &step_counter_, &remaining_, &step_log_, &k_table_,
+                                  &row_seed_, &noise_row_, &codes_, &last_, &region_start_, &schedule_, &temperatures_})
+        mix(reinterpret_cast<uintptr_t>(b->as<void>()));
+    if (f.cache) {
+        mix(reinterpret_cast<uintptr_t>(f.cache->k.as<void>()));
+        mix(reinterpret_cast<uintptr_t>(f.cache->v.as<void>()));
+    }
+    mix(spec.key);
+    return h;
+}
+
+void StepRunner::commit(const CommitRule& rule, const float* logits, int64_t ld, const std::vector<ColumnRange>& columns,
+                        const StepPlan& plan) {
     CommitStepParams p;
-    p.logits = logits.data;
-    p.ld = logits.ld;
+    p.logits = logits;
+    p.ld = ld;
     p.n_cand = plan.cand.size();
-    p.columns = logits.columns->data();
-    p.n_ranges = static_cast<int64_t>(logits.columns->size());
-    for (const ColumnRange& c : *logits.columns) p.n_cols += c.count;
+    p.columns = columns.data();
+    p.n_ranges = static_cast<int64_t>(columns.size());
+    for (const ColumnRange& c : columns) p.n_cols += c.count;
     p.cand_row = plan.cand_row.as<int32_t>();
     p.cand_pos = plan.cand_pos.as<int32_t>();
     p.canvas = canvas_.as<int32_t>();
@@ -191,10 +242,15 @@ void StepRunner::commit(const CommitRule& rule, const StepLogits& logits, const 
     p.committed_per_row = step_log_.as<int32_t>();
     p.remaining = remaining_.as<int32_t>();
     engine_.backend()->commit_step(p);
-    if (!plans_per_block_) engine_.backend()->synchronize();
-    stats_.seconds_sample += since(t0);
-    ++stats_.steps;
-    steps_run_.push_back(next_step_++);
+}
+
+const float* StepRunner::forward(const StepPlan& plan) {
+    const auto t0 = Clock::now();
+    const float* logits = engine_.run(plan.forward, canvas_.as<int32_t>(), ws_);
+    engine_.backend()->synchronize();
+    stats_.seconds_forward += since(t0);
+    ++stats_.forwards;
+    return logits;
 }
 
 int32_t StepRunner::remaining() {
@@ -217,13 +273,12 @@ void StepRunner::load_maskgit(const std::vector<int32_t>& codes, int64_t N, cons
     load_steps(static_cast<int64_t>(schedule.size()), {});
 }
 
-void StepRunner::maskgit(const StepLogits& logits, const StepPlan& plan) {
-    const auto t0 = Clock::now();
+void StepRunner::maskgit(const float* logits, int64_t ld, int64_t n_codes, const StepPlan& plan) {
     MaskgitStepParams p;
-    p.logits = logits.data;
-    p.ld = logits.ld;
+    p.logits = logits;
+    p.ld = ld;
     p.n_cand = plan.cand.size();
-    p.n_codes = (*logits.columns)[0].count;
+    p.n_codes = n_codes;
     p.cand_row = plan.cand_row.as<int32_t>();
     p.cand_index = plan.cand_pos.as<int32_t>();
     p.codes = codes_.as<int32_t>();
@@ -243,10 +298,6 @@ void StepRunner::maskgit(const StepLogits& logits, const StepPlan& plan) {
     p.token_offset = offset_;
     p.masked_log = step_log_.as<int32_t>();
     engine_.backend()->maskgit_step(p);
-    if (!plans_per_block_) engine_.backend()->synchronize();
-    stats_.seconds_sample += since(t0);
-    ++stats_.steps;
-    steps_run_.push_back(next_step_++);
 }
 
 void StepRunner::pull_codes(std::vector<int32_t>& codes, std::vector<int32_t>& last) {

@@ -102,6 +102,14 @@ std::vector<int32_t> maskgit_generate(const Engine& engine, const TokenLayout& t
     run.load_canvas(c.x, c.T, c.mask);
     run.load_maskgit(c.codes, c.N, c.region, c.offset, p.schedule, annealed(p.temperature, steps));
     run.start_block(0);
+    StepSpec spec;  // MaskGIT's CFG: (1 + g) c - g u; the MaskGIT step
+    spec.columns = &columns;
+    spec.C = codebook;
+    spec.cfg = c.cfg;
+    spec.alpha = static_cast<float>(1.0 + p.guidance_scale);
+    spec.beta = static_cast<float>(p.guidance_scale);
+    spec.form = Backend::CfgForm::kMaskgit;
+    spec.maskgit = true;
     StepPlan plan;
     for (int64_t step = 0; step < steps && run.begin_step(); ++step) {
         if (!run.plans_per_block() || step == 0) {
@@ -113,14 +121,9 @@ std::vector<int32_t> maskgit_generate(const Engine& engine, const TokenLayout& t
             const std::vector<int64_t> rows = row_slots(*c.layout, run.running_rows(), c.B, c.streams());
             const std::vector<int64_t> head = head_slots(*c.layout, at_canvas, c.B, c.streams());
             run.prepare(plan, cand, {nullptr, c.B, c.cfg ? c.overrides.data() : nullptr, c.layout.get(), &rows, nullptr, false,
-                                     &head, columns});
+                                     &head, columns}, codebook);
         }
-        const int64_t n = plan.cand.size();
-        const float* logits = run.forward(plan);
-        if (c.cfg)
-            logits = run.guide(logits + n * codebook, logits, n * codebook, static_cast<float>(1.0 + p.guidance_scale),
-                               static_cast<float>(p.guidance_scale), Backend::CfgForm::kMaskgit);
-        run.maskgit({logits, codebook, &columns}, plan);
+        run.step(plan, spec);
     }
     run.pull_codes(c.codes, c.last);
     run.finish(c.x);

@@ -115,11 +115,12 @@ class UncondLogits {
  public:
     UncondLogits(StepRunner& run, const SpeechCanvas& c, const std::vector<ColumnRange>& columns);
     void index(const SpeechCanvas& c, const Candidates& cand);  // the gather rows of these candidates
-    const float* gather(int64_t n);
+    const float* gather();  // enqueues the gather of the indexed candidates' rows
+    uint64_t key() const;   // the buffers a recorded step bakes in
 
  private:
     Backend* be_;
-    int64_t C_ = 0;
+    int64_t C_ = 0, n_ = 0;
     DeviceBuffer all_, gathered_, rows_;
 };
 
@@ -131,10 +132,18 @@ UncondLogits::UncondLogits(StepRunner& run, const SpeechCanvas& c, const std::ve
         for (int64_t i = 0; i < c.max_new; ++i) every.add(b, c.region[b][i]);
     const std::vector<int64_t> head = head_slots(*c.layout, every, c.B, 1);
     StepPlan plan;
-    run.prepare(plan, every, {nullptr, c.B, nullptr, c.layout.get(), nullptr, nullptr, false, &head, columns});
+    run.prepare(plan, every, {nullptr, c.B, nullptr, c.layout.get(), nullptr, nullptr, false, &head, columns}, C_);
     const float* logits = run.forward(plan);
     all_ = DeviceBuffer(be_, sizeof(float) * c.B * c.max_new * C_);
     be_->copy_rows({logits, C_, nullptr, all_.as<float>(), C_, nullptr, c.B * c.max_new, C_});
+    // sized for every position once, so that later steps' gathers never reallocate
+    rows_ = DeviceBuffer(be_, sizeof(int64_t) * c.B * c.max_new);
+    gathered_ = DeviceBuffer(be_, sizeof(float) * c.B * c.max_new * C_);
+}
+
+uint64_t UncondLogits::key() const {
+    return reinterpret_cast<uintptr_t>(rows_.as<void>()) * 31 + reinterpret_cast<uintptr_t>(gathered_.as<void>()) * 7 +
+           reinterpret_cast<uintptr_t>(all_.as<void>());
 }
 
 void UncondLogits::index(const SpeechCanvas& c, const Candidates& cand) {
@@ -143,13 +152,12 @@ void UncondLogits::index(const SpeechCanvas& c, const Candidates& cand) {
         const auto& reg = c.region[cand.row[i]];
         rows.push_back(cand.row[i] * c.max_new + (std::lower_bound(reg.begin(), reg.end(), cand.pos[i]) - reg.begin()));
     }
-    rows_.ensure(be_, sizeof(int64_t) * std::max<size_t>(rows.size(), 1));
+    n_ = cand.size();
     if (!rows.empty()) be_->copy_to_device(rows_.as<void>(), rows.data(), sizeof(int64_t) * rows.size());
-    gathered_.ensure(be_, sizeof(float) * std::max<int64_t>(cand.size() * C_, 1));
 }
 
-const float* UncondLogits::gather(int64_t n) {
-    be_->copy_rows({all_.as<float>(), C_, rows_.as<int64_t>(), gathered_.as<float>(), C_, nullptr, n, C_});
+const float* UncondLogits::gather() {
+    be_->copy_rows({all_.as<float>(), C_, rows_.as<int64_t>(), gathered_.as<float>(), C_, nullptr, n_, C_});
     return gathered_.as<float>();
 }
 
@@ -161,7 +169,6 @@ std::vector<std::vector<int32_t>> t2s_generate(const Engine& engine, const Token
     StepRunner run(engine, control, stats, c.B, p.seed, p.rows);
     const int64_t units = tokens.speech_codebook, C = units + 2;
     const std::vector<ColumnRange> columns{{0, tokens.speech_offset, units}, {units, tokens.eoa_id, 1}, {units + 1, tokens.eos_id, 1}};
-    const CommitRule rule{TokenChoice::kCategorical, ConfidenceKind::kProbability, p.select, p.temperature, p.threshold, p.factor};
     const bool scheduled = p.select == SelectRule::kTopK, cached = p.cache != CacheMode::kNone, cfg = p.cfg_scale > 0.0;
     const int64_t max_steps = scheduled ? c.inner : c.block;
     run.load_canvas(c.x, c.T, c.mask);
@@ -170,6 +177,16 @@ std::vector<std::vector<int32_t>> t2s_generate(const Engine& engine, const Token
     if (cached) engine.ensure_cache(cache, c.layout->slots());
     std::unique_ptr<UncondLogits> uncond;
     if (cfg) uncond = std::make_unique<UncondLogits>(run, c, columns);
+    StepSpec spec;  // CFG against the uncond logits computed once: u + (s + 1)(c - u); sampled commits
+    spec.columns = &columns;
+    spec.C = C;
+    spec.cfg = cfg;
+    spec.alpha = static_cast<float>(p.cfg_scale + 1.0);
+    if (cfg) {
+        spec.uncond = [&] { return uncond->gather(); };
+        spec.key = uncond->key();
+    }
+    spec.rule = {TokenChoice::kCategorical, ConfidenceKind::kProbability, p.select, p.temperature, p.threshold, p.factor};
     StepPlan full, partial;
     for (int64_t blk = 0; blk < c.n_blocks && !run.running_rows().empty(); ++blk) {
         run.start_block(blk * max_steps);
@@ -185,20 +202,15 @@ std::vector<std::vector<int32_t>> t2s_generate(const Engine& engine, const Token
                 const std::vector<int64_t> head = head_slots(*c.layout, cand, c.B, 1);
                 if (s == 0 || !cached || run.plans_per_block()) {
                     const std::vector<int64_t> rows = row_slots(*c.layout, run.running_rows(), c.B, 1);
-                    run.prepare(full, cand, {nullptr, c.B, nullptr, c.layout.get(), &rows, cached ? &cache : nullptr, cached, &head, columns});
+                    run.prepare(full, cand, {nullptr, c.B, nullptr, c.layout.get(), &rows, cached ? &cache : nullptr, cached, &head, columns}, C);
                 }
                 if (cached && (s > 0 || run.plans_per_block())) {
                     const std::vector<int64_t> span = slots_in(*c.layout, c.recomputed(blk, run, p.cache), 1);
-                    run.prepare(partial, cand, {nullptr, c.B, nullptr, c.layout.get(), &span, &cache, false, &head, columns});
+                    run.prepare(partial, cand, {nullptr, c.B, nullptr, c.layout.get(), &span, &cache, false, &head, columns}, C);
                 }
                 if (cfg) uncond->index(c, cand);
             }
-            const StepPlan& plan = cached && s > 0 ? partial : full;
-            const int64_t n = plan.cand.size();
-            const float* logits = run.forward(plan);
-            if (cfg)
-                logits = run.guide(uncond->gather(n), logits, n * C, static_cast<float>(p.cfg_scale + 1.0), 0.0f, Backend::CfgForm::kLlada);
-            run.commit(rule, {logits, C, &columns}, plan);
+            run.step(cached && s > 0 ? partial : full, spec);
             if (!scheduled && run.plans_per_block() && run.remaining() == 0) break;
         }
         run.block_done(blk, c.x);

@@ -131,8 +131,10 @@ class Model:
         self._tokenizers: dict = {}
         self._tokenizers_lock = threading.Lock()
         # Where the loops' step plans come from: "auto" (every step on the CPU, once per block on a
-        # device), or forced to "step" / "block" (tests check that both give the same tokens).
+        # device), or forced to "step" / "block" (tests check that both give the same tokens); whether
+        # device-resident steps are recorded once and replayed (CUDA graphs; tokens are the same off).
         self.plans = "auto"
+        self.graphs = True
 
     # -- info ----------------------------------------------------------------------------------
     @property
@@ -211,7 +213,7 @@ class Model:
         params = _params(params, text_params, options)
         ids, raw = self._engine.generate_text(_as_array(prompt_ids), _optional_array(attention_mask), params,
                                               lengths=_optional_list(lengths), on_block=on_block, cancel=cancel,
-                                              row_cancel=row_cancel, plans=self.plans)
+                                              row_cancel=row_cancel, plans=self.plans, graphs=self.graphs)
         self._set_stats(raw)
         return ids.astype(np.int64)
 
@@ -225,7 +227,7 @@ class Model:
         params = _params(params, image_params, options)
         codes, raw = self._engine.generate_image(_as_array(input_ids), _as_array(attention_mask),
                                                  _optional_array(uncond_input_ids), _optional_array(uncond_attention_mask),
-                                                 params, cancel=cancel, row_cancel=row_cancel, plans=self.plans)
+                                                 params, cancel=cancel, row_cancel=row_cancel, plans=self.plans, graphs=self.graphs)
         self._set_stats(raw)
         return codes.astype(np.int64)
 
@@ -238,7 +240,7 @@ class Model:
         """
         params = _params(params, speech_params, options)
         units, raw = self._engine.generate_speech(_as_array(input_ids), _optional_array(attention_mask), params,
-                                                  on_block=on_block, cancel=cancel, row_cancel=row_cancel, plans=self.plans)
+                                                  on_block=on_block, cancel=cancel, row_cancel=row_cancel, plans=self.plans, graphs=self.graphs)
         self._set_stats(raw)
         return [u.astype(np.int64) for u in units]
 

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -227,6 +228,15 @@ class Backend {
                              CfgForm form) = 0;
     virtual void commit_step(const CommitStepParams& p) = 0;
     virtual void maskgit_step(const MaskgitStepParams& p) = 0;
+
+    // Runs `enqueue`, which only puts device work on the backend's stream (no host waits, uploads or
+    // allocations: a device-resident step). A backend with graphs records it under `key` (after one
+    // eager run, which sizes its scratch memory) and replays the recording from then on; the others
+    // just run it. The key must change whenever what a recording bakes in does (shapes, pointers,
+    // kernel parameters); values read from backend memory may change freely.
+    virtual void run_recorded(uint64_t key, const std::function<void()>& enqueue) { enqueue(); }
+    // Frees a recording (a call's recordings are dropped when it ends: they bake in its buffers).
+    virtual void drop_recording(uint64_t key) {}
 };
 
 // Buffer of backend memory that releases itself.

@@ -10,6 +10,7 @@
 // a step then needs nothing from the host, and the host waits once per block (docs/runtime-loop.md).
 #pragma once
 #include <chrono>
+#include <functional>
 #include <vector>
 
 #include "dynin_rt/engine.h"
@@ -67,11 +68,19 @@ struct StepPlan {
     bool ready = false;
 };
 
-// Logits of a plan's candidates as the forward returned them: [n, C] over `columns`, leading dim ld.
-struct StepLogits {
-    const float* data = nullptr;
-    int64_t ld = 0;
+// What a step does with its forward's logits [n (x2 with CFG), C]: classifier-free guidance, then
+// the fused commit step (LLaDA, text to speech) or the MaskGIT step.
+struct StepSpec {
     const std::vector<ColumnRange>* columns = nullptr;
+    int64_t C = 0;  // logit columns
+    bool cfg = false;
+    float alpha = 0.0f, beta = 0.0f;
+    Backend::CfgForm form = Backend::CfgForm::kLlada;
+    // Enqueues the unconditional logits [n, C] and returns them; null: the forward's second half.
+    std::function<const float*()> uncond;
+    CommitRule rule;
+    bool maskgit = false;
+    uint64_t key = 0;  // what `uncond` bakes into a recorded step (its buffers), mixed into the key
 };
 
 // Runs the steps of one call: checks the control before each step, keeps the canvas, the step
@@ -103,20 +112,21 @@ class StepRunner {
     // The number the next fused step runs as; each fused step advances it by one.
     void start_block(int64_t first_step);
 
-    // Fills the plan: candidates and a forward over `args` (whose canvas is the runner's), uploaded.
-    void prepare(StepPlan& plan, Candidates cand, ForwardArgs args);
-    const float* forward(const StepPlan& plan);
-    const float* guide(const float* uncond, const float* cond, int64_t n, float alpha, float beta, Backend::CfgForm form);
-    // One fused commit step over the plan's candidates.
-    void commit(const CommitRule& rule, const StepLogits& logits, const StepPlan& plan);
-    // Candidates still masked after the last commit, over the batch (a host read on a device).
+    // Fills the plan: candidates and a forward over `args` (whose canvas is the runner's), uploaded;
+    // sizes the scratch a step over it needs.
+    void prepare(StepPlan& plan, Candidates cand, ForwardArgs args, int64_t C);
+    // One step over the plan: forward, guidance, fused step. With per-block plans it needs nothing
+    // from the host and is recorded once and replayed (where the backend has graphs).
+    void step(const StepPlan& plan, const StepSpec& spec);
+    // Candidates still masked after the last commit step, over the batch (a host read on a device).
     int32_t remaining();
+    // A forward outside the steps (text to speech's unconditional logits): its logits [n, C].
+    const float* forward(const StepPlan& plan);
 
     // MaskGIT: codes [B, N] (-1 = masked) and the last samples live in backend memory with the
     // schedule and annealed temperatures [steps]; each step rewrites the image regions of the canvas.
     void load_maskgit(const std::vector<int32_t>& codes, int64_t N, const std::vector<int64_t>& region_start, int32_t offset,
                       const std::vector<int64_t>& schedule, const std::vector<double>& temperatures);
-    void maskgit(const StepLogits& logits, const StepPlan& plan);
     void pull_codes(std::vector<int32_t>& codes, std::vector<int32_t>& last);
 
     // After each block (a MaskGIT call is one block): pulls the canvas into `host`, records the
@@ -132,6 +142,11 @@ class StepRunner {
     template <typename T>
     T* upload(DeviceBuffer& buf, const std::vector<T>& host);
     void record_steps();
+    void enqueue_step(const StepPlan& plan, const StepSpec& spec, const std::function<void()>& after_forward);
+    void commit(const CommitRule& rule, const float* logits, int64_t ld, const std::vector<ColumnRange>& columns,
+                const StepPlan& plan);
+    void maskgit(const float* logits, int64_t ld, int64_t n_codes, const StepPlan& plan);
+    uint64_t recording_key(const StepPlan& plan, const StepSpec& spec) const;
 
     const Engine& engine_;
     LoopControl& control_;
@@ -141,11 +156,12 @@ class StepRunner {
     int64_t batch_, T_ = 0, N_ = 0;
     std::vector<uint8_t> finished_;
     uint64_t seed_;
-    bool plans_per_block_;
+    bool plans_per_block_, graphs_;
     int32_t mask_ = 0, offset_ = 0;
     int64_t unknown_ = 0;               // MaskGIT: positions masked before the unrecorded steps
     int64_t next_step_ = 0;             // the number of the next fused step (its copy in step_counter_)
     std::vector<int64_t> steps_run_;    // numbers of the steps run since the stats last recorded them
+    std::vector<uint64_t> recordings_;  // keys of the steps this call recorded (dropped at its end)
     std::chrono::steady_clock::time_point block_start_;
     Workspace ws_;
     DeviceBuffer canvas_, step_counter_, remaining_, step_log_, k_table_;  // step_log_: [total_steps, B]

@@ -68,6 +68,7 @@ struct LoopControl {
     std::function<void()> poll;    // e.g. a Ctrl-C check; may throw to abort the call
     BlockCallback on_block;
     PlanMode plans = PlanMode::kAuto;
+    bool graphs = true;  // record and replay device-resident steps where the backend can (CUDA graphs)
 };
 
 struct SamplerStats {
@@ -77,7 +78,7 @@ struct SamplerStats {
     std::vector<uint8_t> cancelled_rows;      // [B]: 1 where a row's cancel token stopped it
     double seconds_forward = 0.0;             // engine forward (the LM head included); with per-block
                                               // plans the whole of each block (the device runs on)
-    double seconds_sample = 0.0;              // choice, selection, commit (host-timed steps only)
+    double seconds_sample = 0.0;              // guidance, choice, selection, commit (per-step plans)
     BackendCounters device;                   // what the backend did during the call
 };
 
