@@ -56,7 +56,7 @@ def test_export_then_generate_from_the_export(tiny_ckpt, tmp_path):
 
 def test_bench_writes_json_and_csv(tiny_omni, tmp_path):
     js, cs = tmp_path / "b.json", tmp_path / "b.csv"
-    assert main(["bench", "--model", tiny_omni, "--task", "t2t,t2s", "--repeats", "1", "--json", str(js),
+    assert main(["bench", "--model", tiny_omni, "--task", "t2t,t2s", "--repeats", "1", "--warmup", "0", "--json", str(js),
                  "--csv", str(cs)]) == 0
     rows = json.loads(js.read_text())["tasks"]
     assert [r["task"] for r in rows] == ["t2t", "t2s"]
