@@ -31,8 +31,8 @@ from common import machine, median_seconds, write_json  # noqa: E402
 from dynin_rt.testing.magvit import write_magvit  # noqa: E402
 from dynin_rt.tokenizers.backends import probe_all  # noqa: E402
 from dynin_rt.tokenizers.magvit import MagvitV2  # noqa: E402
-from dynin_rt.tokenizers.magvit_checkpoint import read_magvit_config  # noqa: E402
-from dynin_rt.tokenizers.magvit_net import DOWNSAMPLE, MagvitModel  # noqa: E402
+from dynin_rt.tokenizers.magvit.checkpoint import read_magvit_config  # noqa: E402
+from dynin_rt.tokenizers.magvit.net import DOWNSAMPLE, MagvitModel  # noqa: E402
 
 
 def conv_macs(cfg, part: str, grid: int) -> int:

@@ -8,6 +8,7 @@ import soundfile
 from PIL import Image
 
 from dynin_rt.cli import main
+from dynin_rt.tokenizers.backends import probe_tensorrt
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -47,11 +48,21 @@ def test_bad_input_is_an_error_message_not_a_traceback(tiny_omni, tmp_path, caps
 
 def test_export_then_generate_from_the_export(tiny_ckpt, tmp_path):
     out = tmp_path / "exported"
-    assert main(["export", tiny_ckpt, str(out), "--dtype", "fp32"]) == 0
+    assert main(["export", tiny_ckpt, str(out), "--dtype", "fp32"]) == 0  # the form without "weights"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["dtype"] == "fp32"
+    assert main(["export", "weights", tiny_ckpt, str(tmp_path / "bf16")]) == 0
+    assert json.loads((tmp_path / "bf16" / "manifest.json").read_text())["dtype"] == "bf16"
     assert main(["generate", str(out), "Hi", "--max-new-tokens", "8", "--steps", "8", "--block-length", "8",
                  "--out", str(tmp_path / "x.txt")]) == 0
+
+
+@pytest.mark.skipif(probe_tensorrt().available, reason="TensorRT is available here: this checks its absence")
+def test_export_tensorrt_without_tensorrt_is_one_line(tmp_path, capsys):
+    assert main(["export", "tensorrt", "magvit", str(tmp_path / "ckpt"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dynin-rt: error: cannot build TensorRT engines here") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()  # refused before exporting anything
 
 
 def test_bench_writes_json_and_csv(tiny_omni, tmp_path):

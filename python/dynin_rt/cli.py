@@ -9,6 +9,10 @@ import argparse
 import os
 import sys
 
+from .errors import DyninError
+
+# What a user can cause and fix: reported as one line, not a traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, DyninError)
 GENERATE_OPTIONS = ("steps", "block_length", "max_new_tokens", "temperature", "cfg_scale", "resolution", "frames",
                     "threshold", "voice", "think")
 
@@ -72,20 +76,12 @@ def _add_generate(sub) -> None:
     g.set_defaults(func=_generate)
 
 
-def _export(args) -> int:
-    from .export import export_weights
-
-    out = export_weights(args.hf_dir, args.out_dir, dtype=args.dtype, progress=True)
-    print(f"exported {args.hf_dir} -> {out} ({args.dtype})")
-    return 0
-
-
 def _add_export(sub) -> None:
-    e = sub.add_parser("export", help="HF checkpoint -> runtime weights")
-    e.add_argument("hf_dir")
-    e.add_argument("out_dir")
-    e.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="bf16")
-    e.set_defaults(func=_export)
+    from .export import commands
+
+    e = sub.add_parser("export", help="runtime weights, tokenizer ONNX graphs, TensorRT engines",
+                       description=commands.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands.add_arguments(e)
 
 
 def _add_bench(sub) -> None:
@@ -109,11 +105,20 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_generate, _add_export, _add_bench, _add_demo):
         add(sub)
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["export"]:
+        from .export.commands import legacy_argv
+
+        argv = ["export", *legacy_argv(argv[1:])]
+    return run(parser.parse_args(argv))
+
+
+def run(args, prog: str = "dynin-rt") -> int:
+    """``args.func(args)``, with user errors printed as one line (exit status 2)."""
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, PermissionError) as exc:
-        print(f"dynin-rt: error: {exc}", file=sys.stderr)
+    except USER_ERRORS as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
 
 

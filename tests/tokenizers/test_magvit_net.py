@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dynin_rt.tokenizers.magvit_net import (
+from dynin_rt.tokenizers.magvit.net import (
     AttnBlock,
     Downsample,
     GroupNorm32,

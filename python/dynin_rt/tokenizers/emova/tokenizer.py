@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .backends import resolve_backend
-from .emova_config import DEFAULT_STYLE, EmovaConfig
-from .emova_runners import TorchRunner
-from .emova_s2u import SpiralNet, reduce_units
-from .emova_u2s import (EmovaVocoder, durations_from_logw, expand_frames, frame_noise, prior_sample, unit_noise,
+from ..backends import resolve_backend
+from .config import DEFAULT_STYLE, EmovaConfig
+from .runners import TorchRunner
+from .s2u import SpiralNet, reduce_units
+from .u2s import (EmovaVocoder, durations_from_logw, expand_frames, frame_noise, prior_sample, unit_noise,
                         units_to_symbols)
-from .emova_weights import CheckpointLedger, read_safetensors
+from .weights import CheckpointLedger, read_safetensors
 
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4000, 384000
 # Quieter than one 16-bit step everywhere: digital silence, which peak normalisation cannot rescue.
@@ -134,7 +134,7 @@ class EmovaSpeech:
         if status.name == "torch":
             runner = TorchRunner(vocoder, spiral, device)
         else:
-            from ..export.emova_onnx import graph_runner
+            from .runners import graph_runner
 
             runner = graph_runner(status, vocoder, spiral, path, export_dir=export_dir, precision=precision,
                                   device=device)

@@ -17,8 +17,8 @@ import os
 
 import torch
 
-from ..errors import CheckpointError
-from .magvit_net import LFQuantizer, MagvitConfig, MagvitModel
+from ...errors import CheckpointError
+from .net import LFQuantizer, MagvitConfig, MagvitModel
 
 WEIGHTS_NAME = "pytorch_model.safetensors"
 CONFIG_NAME = "config.json"

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .magvit_net import DOWNSAMPLE
+from .net import DOWNSAMPLE
 
 RESOLUTION_UNDERSTANDING = 336  # MMU / i2i inputs: 21 x 21 tokens
 RESOLUTION_GENERATION = 512  # t2i outputs: 32 x 32 tokens

@@ -7,7 +7,7 @@ Precision model
 Networks are built **strongly typed**: the ONNX file decides every tensor's type. That is the only
 mode TensorRT 11 has (its FP16/BF16 builder flags are removed), and in 10.x it is the flag
 ``STRONGLY_TYPED``. So reduced precision comes from a mixed-precision ONNX file (e.g.
-``dynin_rt.export.magvit_onnx`` with ``precision="fp16"``: convs in fp16, normalisation and softmax
+``dynin_rt.tokenizers.magvit.onnx_export`` with ``precision="fp16"``: convs in fp16, normalisation and softmax
 in fp32 by explicit Casts), and the same file builds the same engine on 10.x and 11.x. ``precision``
 here is only a label of that file, part of the cache key, plus the TF32 switch for fp32 files.
 
@@ -30,19 +30,11 @@ import json
 import os
 import re
 
-from ..tokenizers.backends import BackendUnavailableError, probe_tensorrt
+from .backends import BackendUnavailableError, file_sha256, probe_tensorrt
 
 ENGINE_PRECISIONS = ("fp32", "fp16", "bf16")
 # Layer types kept in fp32 by a weakly typed reduced-precision build (names of trt.LayerType).
 WEAK_FP32_LAYERS = ("NORMALIZATION", "SOFTMAX", "REDUCE", "MATRIX_MULTIPLY")
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _gpu_identity(device: int) -> tuple[str, str]:
@@ -93,7 +85,7 @@ def engine_cache_key(
     """
     fields = {
         "onnx": os.path.basename(onnx_path),
-        "onnx_sha256": _sha256(onnx_path),
+        "onnx_sha256": file_sha256(onnx_path),
         "precision": precision,
         "weak_typing": weak_typing,
         "profiles": [{k: [list(s) for s in v] for k, v in sorted(p.items())} for p in profiles],
