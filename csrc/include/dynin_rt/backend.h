@@ -141,7 +141,7 @@ struct CommitStepParams {
     int32_t* committed_per_row = nullptr;  // [batch] out: how many were committed
 };
 
-// One MaskGIT step over the unknown image positions (model-spec §7.2).
+// One MaskGIT step over the unknown image positions (docs/samplers.md, "MaskGIT image sampler").
 struct MaskgitStepParams {
     const float* logits = nullptr;  // [n_cand, n_codes] image-code logits of the unknown positions
     int64_t ld = 0, n_cand = 0, n_codes = 0;
