@@ -10,4 +10,4 @@ import sys
 from dynin_rt.export.commands import main
 
 if __name__ == "__main__":
-    sys.exit(main(["emova", *sys.argv[1:]], prog="emova_export.py", description=__doc__))
+    sys.exit(main("emova", sys.argv[1:], prog="emova_export.py", description=__doc__))

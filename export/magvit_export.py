@@ -11,4 +11,4 @@ import sys
 from dynin_rt.export.commands import main
 
 if __name__ == "__main__":
-    sys.exit(main(["magvit", *sys.argv[1:]], prog="magvit_export.py", description=__doc__))
+    sys.exit(main("magvit", sys.argv[1:], prog="magvit_export.py", description=__doc__))

@@ -13,4 +13,4 @@ import sys
 from dynin_rt.export.commands import main
 
 if __name__ == "__main__":
-    sys.exit(main(["tensorrt", *sys.argv[1:]], prog="tensorrt_export.py", description=__doc__))
+    sys.exit(main("tensorrt", sys.argv[1:], prog="tensorrt_export.py", description=__doc__))

@@ -8,4 +8,4 @@ import sys
 from dynin_rt.export.commands import main
 
 if __name__ == "__main__":
-    sys.exit(main(["weights", *sys.argv[1:]], prog="weights_export.py", description=__doc__))
+    sys.exit(main("weights", sys.argv[1:], prog="weights_export.py", description=__doc__))

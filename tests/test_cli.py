@@ -1,6 +1,8 @@
 """The dynin-rt command line: generate for every output kind, export, bench and demo."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -53,6 +55,11 @@ def test_export_then_generate_from_the_export(tiny_ckpt, tmp_path):
     assert manifest["dtype"] == "fp32"
     assert main(["export", "weights", tiny_ckpt, str(tmp_path / "bf16")]) == 0
     assert json.loads((tmp_path / "bf16" / "manifest.json").read_text())["dtype"] == "bf16"
+    # the script in export/ is the same command
+    script = os.path.join(os.path.dirname(__file__), os.pardir, "export", "weights_export.py")
+    subprocess.run([sys.executable, script, tiny_ckpt, str(tmp_path / "script"), "--dtype", "fp32"], check=True,
+                   capture_output=True, timeout=300)
+    assert (tmp_path / "script" / "weights.safetensors").read_bytes() == (out / "weights.safetensors").read_bytes()
     assert main(["generate", str(out), "Hi", "--max-new-tokens", "8", "--steps", "8", "--block-length", "8",
                  "--out", str(tmp_path / "x.txt")]) == 0
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 
-COMMANDS = ("weights", "magvit", "emova", "tensorrt")
 ONNX_PRECISIONS = ("fp32", "fp16", "bf16")
 
 
@@ -66,16 +65,14 @@ def _tensorrt(args) -> int:
     return 0
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The export subcommands, under ``parser``."""
-    sub = parser.add_subparsers(dest="export_command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
-    w = sub.add_parser("weights", help="HF checkpoint -> runtime weights (docs/weight-format.md)")
+def _weights_args(w: argparse.ArgumentParser) -> None:
     w.add_argument("hf_dir")
     w.add_argument("out_dir")
     w.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="bf16")
     w.set_defaults(func=_weights)
 
-    m = sub.add_parser("magvit", help="MAGVIT-v2 checkpoint -> decoder and encoder ONNX graphs")
+
+def _magvit_args(m: argparse.ArgumentParser) -> None:
     m.add_argument("checkpoint")
     m.add_argument("out_dir")
     m.add_argument("--precision", choices=ONNX_PRECISIONS, default="fp32",
@@ -83,7 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--overwrite", action="store_true")
     m.set_defaults(func=_magvit)
 
-    e = sub.add_parser("emova", help="EMOVA checkpoint -> its three ONNX graphs")
+
+def _emova_args(e: argparse.ArgumentParser) -> None:
     e.add_argument("checkpoint")
     e.add_argument("out_dir")
     e.add_argument("--wave-precision", choices=ONNX_PRECISIONS, default="fp32",
@@ -91,7 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--overwrite", action="store_true")
     e.set_defaults(func=_emova)
 
-    t = sub.add_parser("tensorrt", help="a tokenizer's ONNX graphs -> TensorRT engines (needs a GPU)")
+
+def _tensorrt_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("tokenizer", choices=["magvit", "emova"])
     t.add_argument("checkpoint")
     t.add_argument("out_dir", help="ONNX files go here, engines under OUT_DIR/engines")
@@ -104,6 +103,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.set_defaults(func=_tensorrt)
 
 
+# command -> (its arguments, its one-line help)
+COMMANDS = {
+    "weights": (_weights_args, "HF checkpoint -> runtime weights (docs/weight-format.md)"),
+    "magvit": (_magvit_args, "MAGVIT-v2 checkpoint -> decoder and encoder ONNX graphs"),
+    "emova": (_emova_args, "EMOVA checkpoint -> its three ONNX graphs"),
+    "tensorrt": (_tensorrt_args, "a tokenizer's ONNX graphs -> TensorRT engines (needs a GPU)"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The export subcommands, under ``parser`` (``dynin-rt export``)."""
+    sub = parser.add_subparsers(dest="export_command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
+    for name, (add, help_text) in COMMANDS.items():
+        add(sub.add_parser(name, help=help_text, description=help_text))
+
+
 def legacy_argv(argv: list[str]) -> list[str]:
     """``HF_DIR OUT_DIR [options]`` (the export command before it had subcommands) -> ``weights ...``."""
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
@@ -111,11 +126,11 @@ def legacy_argv(argv: list[str]) -> list[str]:
     return argv
 
 
-def main(argv: list[str], prog: str = "dynin-rt export", description: str | None = None) -> int:
-    """Parse and run one export command (the scripts in export/ call this)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
+def main(command: str, argv: list[str], prog: str, description: str) -> int:
+    """One export command as a script of its own (the files in export/ call this)."""
     from ..cli import run
 
-    return run(parser.parse_args(legacy_argv(argv)), prog)
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    COMMANDS[command][0](parser)
+    return run(parser.parse_args(argv), prog)
