@@ -136,7 +136,7 @@ def test_group_norm_settings_and_fp32_compute():
 
 
 # ---------------------------------------------------------------------------------------------
-# architecture layout (official numbers from the spec, §1.1-§1.4)
+# architecture layout (official numbers: docs/tokenizers.md, "MAGVIT-v2")
 # ---------------------------------------------------------------------------------------------
 
 

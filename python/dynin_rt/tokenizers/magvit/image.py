@@ -1,4 +1,5 @@
-"""Image and video frame handling around the MAGVIT-v2 tokenizer (spec §1.6).
+"""Image and video frame handling around the MAGVIT-v2 tokenizer (docs/tokenizers.md,
+"Pre- and post-processing").
 
 Preprocessing reproduces the official ``image_transform`` (torchvision on PIL images): resize the
 shorter side to R with PIL bicubic (the longer side becomes ``int(R * long / short)``), center-crop

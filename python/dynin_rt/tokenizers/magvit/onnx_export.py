@@ -1,4 +1,5 @@
-"""ONNX export of the MAGVIT-v2 decoder and encoder (opset 17), from the PyTorch twin (spec §3.1).
+"""ONNX export of the MAGVIT-v2 decoder and encoder (opset 17), from the PyTorch twin
+(docs/tokenizers.md, "Exported graphs").
 
 Graphs
 ------

@@ -1,4 +1,5 @@
-"""MAGVIT-v2 image tokenizer, public API: codes <-> uint8 images on a chosen backend (spec §1, §3.1).
+"""MAGVIT-v2 image tokenizer, public API: codes <-> uint8 images on a chosen backend
+(docs/tokenizers.md, "MAGVIT-v2" and "Exported graphs").
 
 ``MagvitV2.from_pretrained(dir, backend=...)`` loads a ``showlab/magvitv2`` checkpoint directory and
 runs it on PyTorch, onnxruntime or TensorRT (:mod:`dynin_rt.tokenizers.backends`). Exported ONNX
