@@ -119,8 +119,7 @@ def _tokenizer(model, kind: str, given):
 
 
 def _load_media(spec: TaskSpec, image, video, audio, sample_rate):
-    if sample_rate is not None and audio is None:
-        raise ValueError("sample_rate= goes with audio=")
+    """The input the task reads (its spec's ``media``), loaded; None for a text-only task."""
     if spec.media == "image":
         return media.load_image(image)
     if spec.media == "video":
