@@ -34,7 +34,7 @@ class TaskSpec:
     media: the input it reads besides the prompt: None, "image", "video" or "audio".
     prompt_required: False when the prompt has an official default (a question, an instruction).
     tokenizers: the media tokenizers it needs ("image": MAGVIT-v2, "speech": EMOVA).
-    defaults: the official option values (docs/samplers.md, "Official defaults"); their keys are
+    defaults: the official option values (docs/samplers.md, "Official defaults per task"); their keys are
         the sampler options it accepts.
     options: options it accepts beyond ``defaults`` and the ones every task takes (seed, mode,
         threshold), e.g. ``think`` for chat, ``voice`` for speech.
