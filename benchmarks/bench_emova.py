@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine, median_seconds, write_json  # noqa: E402
+from common import median_seconds, write_json  # noqa: E402
 
+from dynin_rt.bench import machine  # noqa: E402
 from dynin_rt.testing.emova import write_emova  # noqa: E402
 from dynin_rt.tokenizers.backends import probe_all  # noqa: E402
 from dynin_rt.tokenizers.emova import EmovaSpeech  # noqa: E402
@@ -71,7 +72,7 @@ def _first_chunk_latency(sp: EmovaSpeech, units, repeats: int) -> float:
     return float(np.median(lat[1:]))
 
 
-def main() -> None:
+def _args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
@@ -87,22 +88,67 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: torch sees no GPU")
+    return args
 
-    ckpt = args.checkpoint
-    if ckpt is None:
-        name = "dynin_rt_bench_emova_small" if args.small else "dynin_rt_bench_emova"
-        ckpt = os.path.join(tempfile.gettempdir(), name)
-        if not os.path.isfile(os.path.join(ckpt, "model.safetensors")):
-            write_emova(ckpt, small=args.small)
+
+def _checkpoint(args) -> str:
+    if args.checkpoint:
+        return args.checkpoint
+    ckpt = os.path.join(tempfile.gettempdir(), "dynin_rt_bench_emova_small" if args.small else "dynin_rt_bench_emova")
+    if not os.path.isfile(os.path.join(ckpt, "model.safetensors")):
+        write_emova(ckpt, small=args.small)
+    return ckpt
+
+
+def _bench_backend(sp: EmovaSpeech, setup_s: float, units, audio, reference: dict, args) -> dict:
+    """Vocoder and encoder times of one backend, and its agreement with the PyTorch twin."""
+    dec_s, _ = median_seconds(lambda: sp.decode(units, seed=0), args.repeats)
+    enc_s, _ = median_seconds(lambda: sp.encode(audio), args.repeats)
+    wav = sp.decode(units, seed=0)
+    got_units, ref_units = sp.encode(audio, reduced=False), reference["units"]
+    same_size = got_units.size == ref_units.size
+    return {
+        "backend_reason": sp.backend_reason,
+        "setup_s": round(setup_s, 2),
+        "vocoder_median_s": round(dec_s, 4),
+        "vocoder_rtf": round(dec_s / reference["audio_s"], 5),
+        "first_chunk_latency_s": round(_first_chunk_latency(sp, units, args.repeats), 5),
+        "encoder_median_s": round(enc_s, 4),
+        "encoder_s_per_audio_s": round(enc_s / args.seconds, 5),
+        "vocoder_snr_vs_torch_db": _snr(reference["wav"], wav),
+        "encoder_units_identical_to_torch": same_size and bool(np.all(got_units == ref_units)),
+        "encoder_unit_agreement": round(float(np.mean(got_units == ref_units)) if same_size else 0.0, 5),
+    }
+
+
+def _streaming(ref: EmovaSpeech, units, ref_wav) -> dict:
+    """Streaming agreement with the whole render, PyTorch twin, same seed."""
+    whole_stream = np.concatenate(list(ref.decode_stream(units, seed=0)))
+    blocks = iter(np.array_split(units, max(1, units.size // 25)))
+    inc_stream = np.concatenate(list(ref.decode_stream(blocks, seed=0)))
+    same_dur = np.mean(np.array(ref.last_stream.durations) == ref.durations(units, seed=0))
+    return {
+        "whole_sequence_snr_db": _snr(ref_wav, whole_stream),
+        "incremental_25_unit_blocks": {
+            "equal_durations": round(float(same_dur), 4),
+            "length_ratio": round(inc_stream.size / ref_wav.size, 4),
+            "snr_db": _snr(ref_wav, inc_stream),
+            "note": "the text encoder is bidirectional: units rendered before the sentence is complete can get "
+                    "other durations; with random weights attention is not local, so this is a floor",
+        },
+    }
+
+
+def main() -> None:
+    args = _args()
+    ckpt = _checkpoint(args)
     export_dir = os.path.join(tempfile.gettempdir(), f"dynin_rt_bench_emova_export_{os.path.basename(ckpt)}")
-
     status = probe_all()
     ref = EmovaSpeech.from_pretrained(ckpt, backend="torch", device=args.device)
     units = _units_for(ref, args.seconds)
     audio = _speech(args.seconds)
     ref_wav = ref.decode(units, seed=0)
-    ref_units = ref.encode(audio, reduced=False)
-    audio_s = ref_wav.size / ref.sample_rate
+    reference = {"wav": ref_wav, "units": ref.encode(audio, reduced=False), "audio_s": ref_wav.size / ref.sample_rate}
 
     results = {}
     for name in [b.strip() for b in args.backends.split(",") if b.strip()]:
@@ -115,52 +161,19 @@ def main() -> None:
         t0 = time.perf_counter()
         sp = ref if name == "torch" else EmovaSpeech.from_pretrained(
             ckpt, backend=name, device=args.device, export_dir=export_dir, precision=args.precision)
-        setup_s = time.perf_counter() - t0
-        dec_s, _ = median_seconds(lambda: sp.decode(units, seed=0), args.repeats)
-        enc_s, _ = median_seconds(lambda: sp.encode(audio), args.repeats)
-        wav = sp.decode(units, seed=0)
-        got_units = sp.encode(audio, reduced=False)
-        same = got_units.size == ref_units.size and bool(np.all(got_units == ref_units))
-        results[name] = {
-            "backend_reason": sp.backend_reason,
-            "setup_s": round(setup_s, 2),
-            "vocoder_median_s": round(dec_s, 4),
-            "vocoder_rtf": round(dec_s / audio_s, 5),
-            "first_chunk_latency_s": round(_first_chunk_latency(sp, units, args.repeats), 5),
-            "encoder_median_s": round(enc_s, 4),
-            "encoder_s_per_audio_s": round(enc_s / args.seconds, 5),
-            "vocoder_snr_vs_torch_db": _snr(ref_wav, wav),
-            "encoder_units_identical_to_torch": same,
-            "encoder_unit_agreement": round(float(np.mean(got_units == ref_units)) if got_units.size == ref_units.size
-                                            else 0.0, 5),
-        }
+        results[name] = _bench_backend(sp, time.perf_counter() - t0, units, audio, reference, args)
 
-    # Streaming agreement, PyTorch twin, same seed.
-    whole_stream = np.concatenate(list(ref.decode_stream(units, seed=0)))
-    blocks = iter(np.array_split(units, max(1, units.size // 25)))
-    inc_stream = np.concatenate(list(ref.decode_stream(blocks, seed=0)))
-    same_dur = np.mean(np.array(ref.last_stream.durations) == ref.durations(units, seed=0))
-    streaming = {
-        "whole_sequence_snr_db": _snr(ref_wav, whole_stream),
-        "incremental_25_unit_blocks": {
-            "equal_durations": round(float(same_dur), 4),
-            "length_ratio": round(inc_stream.size / ref_wav.size, 4),
-            "snr_db": _snr(ref_wav, inc_stream),
-            "note": "the text encoder is bidirectional: units rendered before the sentence is complete can get "
-                    "other durations; with random weights attention is not local, so this is a floor",
-        },
-    }
     write_json(args.json, {
         "benchmark": "emova",
         "checkpoint": ckpt if args.checkpoint else ("random small" if args.small else "random full width"),
         "device": args.device,
         "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
-        "audio_seconds": round(audio_s, 3),
+        "audio_seconds": round(reference["audio_s"], 3),
         "units": int(units.size),
         "encoder_input_seconds": args.seconds,
         "repeats": args.repeats,
         "backends": results,
-        "streaming": streaming,
+        "streaming": _streaming(ref, units, ref_wav),
         "machine": machine(),
     })
 

@@ -14,8 +14,9 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import BENCH_CONFIG, bench_checkpoint, machine, median_seconds, write_json  # noqa: E402
+from common import BENCH_CONFIG, bench_checkpoint, median_seconds, write_json  # noqa: E402
 
+from dynin_rt.bench import machine  # noqa: E402
 from dynin_rt.reference import DyninOmni  # noqa: E402
 
 PROMPT, GEN, STEPS, BLOCK = 256, 64, 64, 32

@@ -1,9 +1,9 @@
-"""Shared pieces of the benchmark scripts: the ~170M-parameter CPU config, timing, JSON output."""
+"""Shared pieces of the benchmark scripts: the ~170M-parameter CPU config, timing, JSON output. The
+machine description is dynin_rt.bench.machine, the same one ``dynin-rt bench`` records."""
 from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -35,18 +35,6 @@ def median_seconds(fn, repeats: int, warmup: int = 1) -> tuple[float, list[float
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), times
-
-
-def machine() -> dict:
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-    }
 
 
 def write_json(path: str | None, payload: dict) -> None:

@@ -1,5 +1,5 @@
-"""An independent float64 numpy transcription of the LLaDA block (model-spec §3-§4), written from
-the spec with explicit loops over heads and plain formulas, to pin the reference's semantics."""
+"""An independent float64 numpy transcription of the LLaDA block (docs/model.md), written from
+the description with explicit loops over heads and plain formulas, to pin the reference's semantics."""
 import numpy as np
 
 

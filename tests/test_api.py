@@ -8,6 +8,7 @@ import soundfile
 import dynin_rt
 from dynin_rt.api import select_task, voice_style
 from dynin_rt.reference import DyninOmni
+from dynin_rt.tasks import registry
 
 RNG = np.random.default_rng(0)
 IMAGE = (RNG.random((120, 160, 3)) * 255).astype(np.uint8)
@@ -23,6 +24,10 @@ TASKS = {
     "i2i": dict(prompt="Make it night", image=IMAGE, output="image", resolution=64, steps=6),
     "t2s": dict(prompt="Hello there", output="speech", max_new_tokens=24, steps=24, block_length=8, voice="male-happy"),
 }
+
+
+def test_every_registered_task_has_test_settings():
+    assert set(TASKS) == set(registry.names())
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +46,11 @@ def test_runtime_equals_reference_pipeline(omni, task):
                              speech_tokenizer=model.speech_tokenizer, **kw)
     assert got.task == want.task == task
     assert np.array_equal(got.tokens, want.tokens)
-    if task in ("t2i", "i2i"):
+    output = registry.get(task).output
+    if output == "image":
         assert np.array_equal(np.asarray(got.image), np.asarray(want.image))
         assert got.image.size == (kw["resolution"],) * 2
-    elif task == "t2s":
+    elif output == "speech":
         assert got.sample_rate == 22050 and got.audio.dtype == np.float32
         assert np.array_equal(got.audio, want.audio)
     else:
@@ -52,7 +58,7 @@ def test_runtime_equals_reference_pipeline(omni, task):
     assert got.stats["seconds"]["generate"] > 0 and got.stats["forwards"] >= 1
 
 
-@pytest.mark.parametrize("task", ["t2t", "i2t", "s2t", "t2s"])
+@pytest.mark.parametrize("task", ["t2t", "i2t", "s2t", "t2s", "t2i"])
 def test_stream_ends_with_the_non_streamed_result(omni, task):
     model, _ = omni
     kw = TASKS[task]
@@ -61,7 +67,9 @@ def test_stream_ends_with_the_non_streamed_result(omni, task):
     final = parts[-1]
     assert not final.partial and all(p.partial for p in parts[:-1])
     assert np.array_equal(final.tokens, whole.tokens)
-    if task == "t2s":
+    if registry.get(task).stream is None:  # images: no partial results, only the final one
+        assert len(parts) == 1
+    elif task == "t2s":
         assert np.array_equal(final.audio, whole.audio)
         if whole.tokens.size:
             assert sum(p.audio.size for p in parts[:-1]) > 0  # chunks came before the end
@@ -70,6 +78,17 @@ def test_stream_ends_with_the_non_streamed_result(omni, task):
         blocks = kw["max_new_tokens"] // kw["block_length"]
         assert len(parts) - 1 == blocks
         assert parts[-2].text == whole.text
+
+
+LONG_CHAT = dict(prompt="Tell a long story", max_new_tokens=32, steps=32, block_length=8)
+
+
+def test_a_cancelled_token_stops_generation(omni):
+    model, _ = omni
+    token = dynin_rt.CancelToken()
+    token.cancel()
+    with pytest.raises(dynin_rt.Cancelled):
+        dynin_rt.generate(model, cancel=token, progress=False, **LONG_CHAT)
 
 
 def test_fast_mode_runs_and_reports_commits(omni):

@@ -1,6 +1,8 @@
 """The dynin-rt command line: generate for every output kind, export, bench and demo."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,6 +10,8 @@ import soundfile
 from PIL import Image
 
 from dynin_rt.cli import main
+from dynin_rt.tasks import registry
+from dynin_rt.tokenizers.backends import probe_tensorrt
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -47,16 +51,31 @@ def test_bad_input_is_an_error_message_not_a_traceback(tiny_omni, tmp_path, caps
 
 def test_export_then_generate_from_the_export(tiny_ckpt, tmp_path):
     out = tmp_path / "exported"
-    assert main(["export", tiny_ckpt, str(out), "--dtype", "fp32"]) == 0
+    assert main(["export", tiny_ckpt, str(out), "--dtype", "fp32"]) == 0  # the form without "weights"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["dtype"] == "fp32"
+    assert main(["export", "weights", tiny_ckpt, str(tmp_path / "bf16")]) == 0
+    assert json.loads((tmp_path / "bf16" / "manifest.json").read_text())["dtype"] == "bf16"
+    # the script in export/ is the same command
+    script = os.path.join(os.path.dirname(__file__), os.pardir, "export", "weights_export.py")
+    subprocess.run([sys.executable, script, tiny_ckpt, str(tmp_path / "script"), "--dtype", "fp32"], check=True,
+                   capture_output=True, timeout=300)
+    assert (tmp_path / "script" / "weights.safetensors").read_bytes() == (out / "weights.safetensors").read_bytes()
     assert main(["generate", str(out), "Hi", "--max-new-tokens", "8", "--steps", "8", "--block-length", "8",
                  "--out", str(tmp_path / "x.txt")]) == 0
 
 
+@pytest.mark.skipif(probe_tensorrt().available, reason="TensorRT is available here: this checks its absence")
+def test_export_tensorrt_without_tensorrt_is_one_line(tmp_path, capsys):
+    assert main(["export", "tensorrt", "magvit", str(tmp_path / "ckpt"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dynin-rt: error: cannot build TensorRT engines here") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()  # refused before exporting anything
+
+
 def test_bench_writes_json_and_csv(tiny_omni, tmp_path):
     js, cs = tmp_path / "b.json", tmp_path / "b.csv"
-    assert main(["bench", "--model", tiny_omni, "--task", "t2t,t2s", "--repeats", "1", "--json", str(js),
+    assert main(["bench", "--model", tiny_omni, "--task", "t2t,t2s", "--repeats", "1", "--warmup", "0", "--json", str(js),
                  "--csv", str(cs)]) == 0
     rows = json.loads(js.read_text())["tasks"]
     assert [r["task"] for r in rows] == ["t2t", "t2s"]
@@ -64,10 +83,10 @@ def test_bench_writes_json_and_csv(tiny_omni, tmp_path):
     assert cs.read_text().splitlines()[0].startswith("task,mode,runtime_median_s")
 
 
-def test_demo_writes_all_seven_outputs(tiny_omni, tmp_path):
+def test_demo_writes_every_tasks_output(tiny_omni, tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--checkpoint", tiny_omni, "--no-reference"]) == 0
-    for name in ("t2t.txt", "i2t.txt", "v2t.txt", "s2t.txt", "t2i.png", "i2i.png", "t2s.wav"):
+    for name in [spec.output_file for spec in registry.tasks()]:
         assert (out / name).stat().st_size > 0, name
     data, rate = soundfile.read(out / "t2s.wav")
     assert rate == 22050 and np.isfinite(data).all()

@@ -1,6 +1,6 @@
-"""Exact token sequences of every template (model-spec §6) for the tiny release-layout tokenizer.
+"""Exact token sequences of every template (docs/templates.md) for the tiny release-layout tokenizer.
 
-Special ids are written as literals from the spec so that a wrong constant in dynin_rt.tokens fails
+Special ids are written as literals from docs/token-layout.md so that a wrong constant in dynin_rt.tokens fails
 here; the text parts come from the fixture tokenizer itself.
 """
 import pytest
@@ -101,7 +101,7 @@ def test_image_edit_train_template(tok, layout):
     assert c.input_ids[0].tolist() == expected
     assert c.attention_mask[0].tolist() == [1] * 7 + [0] * pad + [1] * (len(text) + 6)
     full = prompts.image_edit(tok, layout, [0] * 441, "x")
-    assert full.input_ids.shape[1] == 1016  # spec §6
+    assert full.input_ids.shape[1] == 1016  # docs/templates.md
 
 
 def test_text_to_speech(tok):

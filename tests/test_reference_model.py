@@ -1,4 +1,4 @@
-"""The reference backbone against an independent float64 transcription of the spec, its invariants,
+"""The reference backbone against an independent float64 transcription of docs/model.md, its invariants,
 and its loading rules."""
 import json
 import os
@@ -81,7 +81,7 @@ def test_half_precision_loads_and_tracks_fp32(micro, dtype):
 def test_release_layout_from_tokenizer(tiny_ckpt):
     m = DyninOmni.from_pretrained(tiny_ckpt)
     assert len(m.tokenizer) == 126372
-    # spec §5.3: image ids 126372..134563, speech ids 134564..138659
+    # docs/token-layout.md: image ids 126372..134563, speech ids 134564..138659
     assert m.layout.image_ids([0, 8191]) == [126372, 134563]
     assert m.layout.speech_ids([0, 4095]) == [134564, 138659]
     with pytest.raises(ValueError, match="8192"):

@@ -25,7 +25,7 @@ def test_transfer_counts_front_load_the_remainder(masked, steps, expected):
 
 
 def test_maskgit_schedule_matches_spec_table():
-    # model-spec §7.2, N=1024, T=20
+    # docs/samplers.md, "MaskGIT image sampler": N=1024, T=20
     assert maskgit_schedule(1024, 20) == [
         1020, 1011, 995, 973, 946, 912, 873, 828, 778, 724, 665, 601, 535, 464, 391, 316, 239, 160, 80, 1,
     ]

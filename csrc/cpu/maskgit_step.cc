@@ -1,4 +1,4 @@
-// One MaskGIT step on the CPU (twin of cuda/maskgit_step.cu), model-spec §7.2: every unknown image
+// One MaskGIT step on the CPU (twin of cuda/maskgit_step.cu), docs/samplers.md (MaskGIT): every unknown image
 // position draws a code from softmax(logits) (Gumbel-max on counter noise), scores it by
 // log p + T * Gumbel, and the keep_masked[row] lowest scores stay masked.
 #include <algorithm>

@@ -2,56 +2,52 @@
 
 The task comes from the inputs and ``output=``: text with an image -> image understanding, with a
 video -> video understanding, with audio -> speech recognition, alone -> chat; ``output="image"``
-draws (or, with an image, edits); ``output="speech"`` speaks. Options default to the official
-values of each task (model-spec §8).
+draws (or, with an image, edits); ``output="speech"`` speaks. Each task's spec in
+``tasks/registry.py`` says which inputs select it, its official defaults (docs/samplers.md), its
+options, tokenizers and stream; this file only reads the specs.
 """
 from __future__ import annotations
 
 import queue
 import sys
 import threading
+from dataclasses import replace
 from typing import Iterator
 
 import numpy as np
 
 from . import media
 from .errors import Cancelled
-from .tasks import image_out, speech_out, text_out
-from .tasks.common import DEFAULTS, TASK_NAMES, Denoiser, Phases, Result
-from .tokens import SOA_ID
+from .tasks import image_out, registry
+from .tasks.common import Denoiser, Phases, Result
+from .tasks.registry import Job, TaskSpec
 
-OUTPUTS = ("text", "image", "speech")
-MODES = ("exact", "fast")
+# Options every task takes, beside its defaults and its own extra options.
+COMMON_OPTIONS = ("seed", "mode", "threshold")
 VOICE_GENDERS = ("female", "male")
 VOICE_EMOTIONS = ("angry", "disgusted", "fearful", "happy", "neutral", "sad", "surprised")
 
 
 def select_task(prompt, image, video, audio, output) -> str:
-    """The task implied by the inputs; impossible combinations are one-line errors naming the fix."""
-    if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {OUTPUTS}, not {output!r}")
+    """The task implied by the inputs (each task's ``output`` and ``media`` in the registry);
+    impossible combinations are one-line errors naming the fix."""
+    if output not in registry.outputs():
+        raise ValueError(f"output must be one of {registry.outputs()}, not {output!r}")
     given = [name for name, v in (("image", image), ("video", video), ("audio", audio)) if v is not None]
     if len(given) > 1:
         raise ValueError(f"pass one of image=, video=, audio=, not {' and '.join(given)}")
-    if output == "text":
-        if given == ["image"]:
-            return "i2t"
-        if given == ["video"]:
-            return "v2t"
-        if given == ["audio"]:
-            return "s2t"
-        if not prompt:
-            raise ValueError("a text prompt is needed (or pass image=, video= or audio=)")
-        return "t2t"
-    if given and given != ["image"]:
-        raise ValueError(f"output={output!r} takes {'an image to edit' if output == 'image' else 'text only'}, not {given[0]}=")
-    if not prompt:
-        raise ValueError(f"output={output!r} needs a text prompt")
-    if output == "image":
-        return "i2i" if given else "t2i"
-    if given:
-        raise ValueError("output='speech' speaks a text prompt; drop image=")
-    return "t2s"
+    medium = given[0] if given else None
+    candidates = [spec for spec in registry.tasks() if spec.output == output]
+    spec = next((s for s in candidates if s.media == medium), None)
+    if spec is None:
+        takes = " or ".join("text" if s.media is None else f"{s.media}=" for s in candidates)
+        raise ValueError(f"output={output!r} takes {takes}, not {medium}=" if medium else
+                         f"output={output!r} needs {takes}")
+    if spec.prompt_required and not prompt:
+        media_tasks = [f"{s.media}=" for s in candidates if s.media is not None and not s.prompt_required]
+        hint = f" (or pass {', '.join(media_tasks)})" if media_tasks and medium is None else ""
+        raise ValueError(f"{spec.title} needs a text prompt{hint}")
+    return spec.name
 
 
 def voice_style(voice: str | None) -> str:
@@ -73,13 +69,16 @@ def voice_style(voice: str | None) -> str:
     return f"gender-{parts[0]}_emotion-{parts[1]}_speed-{speed}_pitch-{pitch}"
 
 
-def _options(task: str, given: dict) -> dict:
-    opts = dict(DEFAULTS[task])
+def _options(spec: TaskSpec, given: dict) -> dict:
+    """The task's official defaults overridden by the options given (None: not given), checked."""
+    opts = dict(spec.defaults)
     for key, value in given.items():
         if value is None:
             continue
-        if key not in opts and key not in ("seed", "mode", "threshold", "think", "voice"):
-            raise ValueError(f"{key}= does not apply to {TASK_NAMES[task]}")
+        if key not in opts and key not in COMMON_OPTIONS and key not in spec.options:
+            takers = [s.title for s in registry.tasks() if key in s.options]
+            raise ValueError(f"{key}= applies to {' and '.join(takers)}" if takers else
+                             f"{key}= does not apply to {spec.title}")
         opts[key] = value
     for key in ("steps", "block_length", "max_new_tokens", "resolution", "frames"):
         if key in opts and (isinstance(opts[key], bool) or not isinstance(opts[key], (int, np.integer)) or opts[key] <= 0):
@@ -92,12 +91,15 @@ def _options(task: str, given: dict) -> dict:
     opts.setdefault("seed", 0)
     opts.setdefault("mode", "exact")
     opts.setdefault("threshold", None)
-    if opts["mode"] not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, not {opts['mode']!r}")
-    if task in ("t2i", "i2i") and opts["mode"] != "exact":
-        raise ValueError("image generation has no fast mode (MaskGIT recomputes every position); use mode='exact'")
+    if opts["mode"] not in registry.MODES:
+        raise ValueError(f"mode must be one of {registry.MODES}, not {opts['mode']!r}")
+    if opts["mode"] not in spec.modes:
+        raise ValueError(f"{spec.title} has no {opts['mode']} mode (its {spec.sampler} sampler has no KV reuse "
+                         "or threshold decoding); use mode='exact'")
     if opts["threshold"] is not None and opts["mode"] != "fast":
         raise ValueError("threshold= applies to mode='fast'")
+    if "voice" in spec.options:
+        opts["voice"] = voice_style(opts.get("voice"))
     return opts
 
 
@@ -116,14 +118,15 @@ def _tokenizer(model, kind: str, given):
     return getter
 
 
-def _run(task, backbone, prompt, opts, media_in, on_block) -> Result:
-    phases = Phases()
-    if task in ("t2i", "i2i"):
-        return image_out.run(task, backbone, prompt, opts, media_in, phases)
-    if task == "t2s":
-        return speech_out.run(backbone, prompt, opts, phases, on_block)
-    canvas = text_out.build_canvas(task, backbone, prompt, opts, media_in, phases)
-    return text_out.run(task, backbone, canvas, opts, phases, on_block)
+def _load_media(spec: TaskSpec, image, video, audio, sample_rate):
+    """The input the task reads (its spec's ``media``), loaded; None for a text-only task."""
+    if spec.media == "image":
+        return media.load_image(image)
+    if spec.media == "video":
+        return media.load_video(video)
+    if spec.media == "audio":
+        return media.load_audio(audio, sample_rate)
+    return None
 
 
 def generate(
@@ -168,7 +171,8 @@ def generate(
     think : bool, optional
         Chat only: append the /think or /no_think switch.
     steps, block_length, max_new_tokens, temperature, cfg_scale, resolution, frames
-        Sampler options; None keeps the official default of the task (dynin_rt.tasks.common.DEFAULTS).
+        Sampler options; None keeps the official default of the task (its ``TaskSpec.defaults`` in
+        dynin_rt.tasks.registry).
     seed : int
         All randomness derives from it (reference and runtime agree for the same seed).
     mode : "exact" | "fast"
@@ -186,72 +190,62 @@ def generate(
         Another thread's ``cancel.cancel()`` stops the generation at its next step (it raises
         ``dynin_rt.errors.Cancelled``). Ctrl-C stops it at the next step too, streaming or not.
     """
-    task = select_task(prompt, image, video, audio, output)
-    opts = _options(task, dict(steps=steps, block_length=block_length, max_new_tokens=max_new_tokens,
+    spec = registry.get(select_task(prompt, image, video, audio, output))
+    opts = _options(spec, dict(steps=steps, block_length=block_length, max_new_tokens=max_new_tokens,
                                temperature=temperature, cfg_scale=cfg_scale, resolution=resolution, frames=frames,
                                seed=seed, mode=mode, threshold=threshold, think=think, voice=voice))
-    if task == "t2s":
-        opts["voice"] = voice_style(voice)
-    elif voice is not None:
-        raise ValueError("voice= applies to output='speech'")
-    if think is not None and task != "t2t":
-        raise ValueError("think= applies to text chat")
     if sample_rate is not None and audio is None:
         raise ValueError("sample_rate= goes with audio=")
-    if task in ("i2t", "v2t", "t2i", "i2i"):
-        opts["image_tokenizer"] = _tokenizer(model, "image", image_tokenizer)
-    if task in ("s2t", "t2s"):
-        opts["speech_tokenizer"] = _tokenizer(model, "speech", speech_tokenizer)
-    media_in = None
-    if image is not None:
-        media_in = media.load_image(image)
-    elif video is not None:
-        media_in = media.load_video(video)
-    elif audio is not None:
-        media_in = media.load_audio(audio, sample_rate)
-    backbone = Denoiser(model)
+    given_tokenizers = {"image": image_tokenizer, "speech": speech_tokenizer}
+    for kind in spec.tokenizers:
+        opts[f"{kind}_tokenizer"] = _tokenizer(model, kind, given_tokenizers[kind])
     opts["cancel"] = cancel
+    job = Job(spec, Denoiser(model), prompt, opts, _load_media(spec, image, video, audio, sample_rate), Phases())
     show = sys.stderr.isatty() if progress is None else bool(progress)
     if stream:
-        return _stream(task, backbone, prompt, opts, media_in, show)
-    bar = _bar(task, opts, show)
+        return _stream(job, show)
+    bar = _bar(job, show)
+    if bar:
+        job.on_block = lambda block, canvas: bar.update(1)
     try:
-        return _run(task, backbone, prompt, opts, media_in, (lambda b, c: bar.update(1)) if bar else None)
+        return spec.run(job)
     finally:
         if bar:
             bar.close()
 
 
-def _bar(task: str, opts: dict, show: bool):
+def _bar(job: Job, show: bool):
     if not show:
         return None
     from tqdm import tqdm
 
+    opts = job.opts
     blocks = max(1, -(-opts.get("max_new_tokens", 1) // opts.get("block_length", opts.get("max_new_tokens", 1))))
-    return tqdm(total=blocks, desc=TASK_NAMES[task], unit="block", delay=1.0, leave=False)
+    return tqdm(total=blocks, desc=job.spec.title, unit="block", delay=1.0, leave=False)
 
 
-def _stream(task, backbone, prompt, opts, media_in, show) -> Iterator[Result]:
-    """Generation runs in a worker thread; its per-block callback feeds this generator. When the
-    consumer stops early (closes the generator, breaks out, Ctrl-C, an exception) the worker is
-    cancelled at its next step and joined before the generator returns; an error in the worker is
-    raised in the consumer."""
+def _stream(job: Job, show: bool) -> Iterator[Result]:
+    """Generation runs in a worker thread; its per-block callback feeds this generator, and the
+    task's stream function turns the blocks into partial results. When the consumer stops early
+    (closes the generator, breaks out, Ctrl-C, an exception) the worker is cancelled at its next
+    step and joined before the generator returns; an error in the worker is raised in the consumer."""
     from . import _native
 
     events: queue.Queue = queue.Queue()
-    bar = _bar(task, opts, show)
+    bar = _bar(job, show)
     own = _native._C.CancelToken()
-    user = opts["cancel"]
-    opts = dict(opts, cancel=own)
+    user = job.opts["cancel"]
 
     def on_block(block, canvas):
         if own.cancelled:  # the reference has no per-step check: stop it at the block boundary
             raise Cancelled("generation cancelled")
         events.put(("block", block, canvas))
 
+    job = replace(job, opts=dict(job.opts, cancel=own), on_block=on_block)
+
     def worker():
         try:
-            events.put(("done", _run(task, backbone, prompt, opts, media_in, on_block)))
+            events.put(("done", job.spec.run(job)))
         except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
             events.put(("error", exc))
 
@@ -277,10 +271,8 @@ def _stream(task, backbone, prompt, opts, media_in, show) -> Iterator[Result]:
                 return
 
     try:
-        if task == "t2s":
-            yield from _stream_speech(backbone, opts, blocks)
-        elif task in ("t2t", "i2t", "v2t", "s2t"):
-            yield from _stream_text(task, backbone, opts, blocks)
+        if job.spec.stream is not None:
+            yield from job.spec.stream(job, blocks)
         else:
             for _ in blocks():
                 pass
@@ -290,33 +282,3 @@ def _stream(task, backbone, prompt, opts, media_in, show) -> Iterator[Result]:
         thread.join()
         if bar:
             bar.close()
-
-
-def _stream_text(task, backbone, opts, blocks) -> Iterator[Result]:
-    said = ""
-    for block, canvas in blocks():
-        row = canvas[0]
-        start = row.size - opts["max_new_tokens"]  # the generated region follows the prompt
-        text = text_out.decode_text(backbone, row[start : start + (block + 1) * opts["block_length"]], task)
-        # decoding more tokens can rewrite the tail of earlier text (a split character): then resend it all
-        delta = text[len(said):] if text.startswith(said) else text
-        said = text
-        yield Result(task=task, text=text, delta=delta, partial=True)
-
-
-def _stream_speech(backbone, opts, blocks) -> Iterator[Result]:
-    speech = opts["speech_tokenizer"]
-
-    def unit_blocks():
-        sent, start = 0, None
-        for _, canvas in blocks():
-            row = canvas[0]
-            if start is None:
-                start = int(np.flatnonzero(row == SOA_ID)[-1]) + 1  # the speech region follows <|soa|>
-            units = speech_out.units_in(row, start, backbone.layout)
-            if units.size > sent:
-                yield units[sent:]
-                sent = units.size
-
-    for chunk in speech.decode_stream(unit_blocks(), style=opts["voice"], seed=opts["seed"]):
-        yield Result(task="t2s", audio=chunk, delta=chunk, sample_rate=speech.sample_rate, partial=True)

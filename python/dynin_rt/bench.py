@@ -1,6 +1,7 @@
-"""Per-task latency: the C++ runtime against the PyTorch reference on the same weights and inputs,
-medians over repeats, with token equality checked in the same run. Used by ``dynin-rt bench``,
-``dynin-rt demo`` and the scripts in benchmarks/."""
+"""Per-task latency: the C++ runtime against the PyTorch reference on the same weights, device and
+inputs, both warmed up the same way, medians over repeats, with token equality checked in the same
+run (exact mode). What each task runs comes from its spec (tasks/registry.py). Used by
+``dynin-rt bench``, ``dynin-rt demo`` and benchmarks/bench_tasks.py."""
 from __future__ import annotations
 
 import csv
@@ -14,26 +15,15 @@ import numpy as np
 
 from . import demo_inputs
 from .api import generate
-from .tasks.common import TASK_NAMES, TASKS
+from .tasks import registry
+from .tasks.registry import TaskSpec
 
-# Settings small enough for a CPU demo (the reference recomputes the full 138752-way head over every
-# position at every step); `official` keeps each task's defaults (model-spec §8).
-QUICK_SETTINGS = {
-    "t2t": dict(prompt="Explain diffusion language models in one paragraph.", max_new_tokens=64, steps=32, block_length=32),
-    "i2t": dict(prompt="What is in this picture?", resolution=224, max_new_tokens=64, steps=16, block_length=64),
-    "v2t": dict(prompt="Describe the video.", resolution=128, max_new_tokens=32, steps=16, block_length=32),
-    "s2t": dict(max_new_tokens=32, steps=32, block_length=2),
-    "t2i": dict(prompt="A red fox in the snow", output="image", resolution=256, steps=16),
-    "i2i": dict(prompt="Make it night", output="image", resolution=256, steps=16),
-    "t2s": dict(prompt="Hello there, this is Dynin-Omni speaking.", output="speech", max_new_tokens=64, steps=32,
-                block_length=32),
-}
-OFFICIAL_PROMPTS = {task: {k: v for k, v in s.items() if k in ("prompt", "output")} for task, s in QUICK_SETTINGS.items()}
+TORCH_DTYPES = ("fp32", "bf16", "fp16")
 
 
-def task_inputs(task: str, media_dir: str | None = None) -> dict:
+def task_inputs(spec: TaskSpec, media_dir: str | None = None) -> dict:
     """The media a task reads, synthesised (and written to media_dir as files when given)."""
-    if task in ("i2t", "i2i"):
+    if spec.media == "image":
         image = demo_inputs.sample_image()
         if media_dir:
             from PIL import Image
@@ -42,10 +32,10 @@ def task_inputs(task: str, media_dir: str | None = None) -> dict:
             Image.fromarray(image).save(path)
             return {"image": path}
         return {"image": image}
-    if task == "v2t":
+    if spec.media == "video":
         video = demo_inputs.sample_video()
         return {"video": demo_inputs.write_video(os.path.join(media_dir, "input.mp4"), video) if media_dir else video}
-    if task == "s2t":
+    if spec.media == "audio":
         speech = demo_inputs.sample_speech()
         if media_dir:
             import soundfile
@@ -57,27 +47,57 @@ def task_inputs(task: str, media_dir: str | None = None) -> dict:
     return {}
 
 
+def load_reference(model):
+    """The PyTorch reference beside a runtime model, for a fair comparison: the HF checkpoint the
+    runtime's weights were exported from, converted to the runtime's dtype (the exporter's own
+    conversion, so both sides hold the same numbers), on the runtime's device."""
+    import torch
+
+    from .export.weights import read_manifest
+    from .reference import DyninOmni
+
+    source = read_manifest(model.directory).get("source") or {}
+    path = source.get("path") if isinstance(source, dict) else None
+    if not path or not os.path.isfile(os.path.join(path, "config.json")):
+        raise ValueError(f"{model.directory} does not name the HF checkpoint it was exported from, so the reference "
+                         "cannot load the same weights: load the HF directory, or skip the reference")
+    dtype = dict(zip(TORCH_DTYPES, (torch.float32, torch.bfloat16, torch.float16)))[model.dtype]
+    return DyninOmni.from_pretrained(path, dtype=dtype, device="cuda" if model.backend == "cuda" else "cpu")
+
+
+def _timed(model, kwargs: dict, warmup: int, repeats: int):
+    """Median-ready times of ``repeats`` calls after ``warmup`` untimed ones (tokenizer loads,
+    first touch of the weights, allocator and thread-pool start-up); returns (last result, times)."""
+    for _ in range(warmup):
+        generate(model, **kwargs)
+    result, times = None, []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = generate(model, **kwargs)
+        times.append(time.perf_counter() - t0)
+    return result, times
+
+
 def _same(a, b) -> bool:
     return a.tokens is not None and b.tokens is not None and np.array_equal(a.tokens, b.tokens)
 
 
-def bench_task(model, task: str, reference=None, repeats: int = 3, reference_repeats: int = 1, official: bool = False,
-               mode: str = "exact", media_dir: str | None = None, seed: int = 0) -> dict:
-    """Median seconds of one task on the runtime (and the reference when given), same seed."""
-    settings = dict(OFFICIAL_PROMPTS[task] if official else QUICK_SETTINGS[task])
-    settings.update(task_inputs(task, media_dir))
+def bench_task(model, task: str | TaskSpec, reference=None, repeats: int = 3, reference_repeats: int = 1,
+               official: bool = False, mode: str = "exact", media_dir: str | None = None, seed: int = 0,
+               warmup: int = 1) -> dict:
+    """Median seconds of one task on the runtime and, when given, on the reference (see
+    :func:`load_reference`): same inputs, same seed, the same ``warmup`` untimed calls on both sides;
+    in exact mode the tokens of the two must be identical (``identical_to_reference``)."""
+    spec = registry.get(task) if isinstance(task, str) else task
+    settings = spec.bench_settings(official)
+    settings.update(task_inputs(spec, media_dir))
     kwargs = dict(settings, seed=seed, progress=False)
-    runtime_kwargs = dict(kwargs, mode=mode) if mode != "exact" else kwargs
-    result, times = None, []
-    generate(model, **runtime_kwargs)  # warm-up: tokenizer load, first-touch of the weights
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = generate(model, **runtime_kwargs)
-        times.append(time.perf_counter() - t0)
+    result, times = _timed(model, dict(kwargs, mode=mode) if mode != "exact" else kwargs, warmup, repeats)
     row = {
-        "task": task,
-        "name": TASK_NAMES[task],
+        "task": spec.name,
+        "name": spec.title,
         "mode": mode,
+        "warmup": warmup,
         "settings": {k: v for k, v in settings.items() if k not in ("image", "video", "audio")},
         "runtime_median_s": round(statistics.median(times), 4),
         "runtime_times_s": [round(t, 4) for t in times],
@@ -89,16 +109,9 @@ def bench_task(model, task: str, reference=None, repeats: int = 3, reference_rep
     row["forwards_per_s"] = round(row["forwards"] / result.stats["seconds"]["generate"], 2) if row["forwards"] else None
     if reference is not None:
         # the reference pipeline shares the runtime's tokenizers: only the backbone differs
-        tokenizers = {}
-        if task in ("i2t", "v2t", "t2i", "i2i"):
-            tokenizers["image_tokenizer"] = model.image_tokenizer
-        if task in ("s2t", "t2s"):
-            tokenizers["speech_tokenizer"] = model.speech_tokenizer
-        ref_times, ref_result = [], None
-        for _ in range(reference_repeats):
-            t0 = time.perf_counter()
-            ref_result = generate(reference, **tokenizers, **kwargs)
-            ref_times.append(time.perf_counter() - t0)
+        tokenizers = {f"{kind}_tokenizer": getattr(model, f"{kind}_tokenizer") for kind in spec.tokenizers}
+        ref_result, ref_times = _timed(reference, dict(kwargs, **tokenizers), warmup, reference_repeats)
+        row["reference_device"] = str(reference.device)
         row["reference_median_s"] = round(statistics.median(ref_times), 4)
         row["speedup"] = round(row["reference_median_s"] / row["runtime_median_s"], 2)
         row["identical_to_reference"] = _same(result, ref_result) if mode == "exact" else None
@@ -106,14 +119,25 @@ def bench_task(model, task: str, reference=None, repeats: int = 3, reference_rep
     return row
 
 
-def run_all(model, tasks=TASKS, reference=None, **kwargs) -> list[dict]:
-    return [bench_task(model, task, reference=reference, **kwargs) for task in tasks]
+def run_all(model, tasks=None, reference=None, **kwargs) -> list[dict]:
+    """:func:`bench_task` for each task (names or specs; default every registered task)."""
+    return [bench_task(model, task, reference=reference, **kwargs) for task in (tasks or registry.tasks())]
 
 
 def machine() -> dict:
+    """Where a benchmark ran: the platform, CPU, torch and its threads, and the dynin_rt build."""
+    import torch
+
     from ._native import build_info
 
-    return {"platform": platform.platform(), "cpu_count": os.cpu_count(), "build": build_info()}
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "build": build_info(),
+    }
 
 
 def write_reports(rows: list[dict], json_path: str | None = None, csv_path: str | None = None) -> None:
@@ -138,3 +162,43 @@ def format_table(rows: list[dict]) -> str:
         same = {True: "yes", False: "NO", None: "-"}[r.get("identical_to_reference")]
         lines.append(f"{r['task']:<5} {r['name']:<22} {r['runtime_median_s']:>8.3f}s {ref:>10} {speed:>8}  {same}")
     return "\n".join(lines)
+
+
+def add_arguments(parser) -> None:
+    """The options of ``dynin-rt bench`` and benchmarks/bench_tasks.py."""
+    parser.add_argument("--model", help="checkpoint directory (default: the demo's tiny random checkpoint)")
+    parser.add_argument("--task", default="all", help=f"all, or a comma list of {','.join(registry.names())}")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--reference-repeats", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls before the timed ones, on both sides")
+    parser.add_argument("--mode", choices=registry.MODES, default="exact")
+    parser.add_argument("--official", action="store_true",
+                        help="each task's official defaults instead of the quick settings (slow for the reference)")
+    parser.add_argument("--no-reference", action="store_true", help="the runtime alone")
+    parser.add_argument("--backend", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--json", help="write the rows and the machine here")
+    parser.add_argument("--csv", help="write one line per task here")
+
+
+def command(args) -> int:
+    """Run the benchmark the parsed options describe, print the table, write the reports."""
+    from . import load
+
+    specs = registry.parse_list(args.task)
+    if args.task == "all":  # "all" in fast mode: the tasks that have one
+        specs = tuple(s for s in specs if args.mode in s.modes)
+    if args.model:
+        model_dir = args.model
+    else:
+        import tempfile
+
+        from .demo import build_checkpoint
+
+        model_dir = build_checkpoint(os.path.join(tempfile.gettempdir(), "dynin_rt_demo_checkpoint"))
+    model = load(model_dir, backend=args.backend, progress=False)
+    reference = None if args.no_reference else load_reference(model)
+    rows = run_all(model, tasks=specs, reference=reference, repeats=args.repeats, warmup=args.warmup,
+                   reference_repeats=args.reference_repeats, official=args.official, mode=args.mode)
+    print(format_table(rows))
+    write_reports(rows, json_path=args.json, csv_path=args.csv)
+    return 0

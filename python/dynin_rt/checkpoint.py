@@ -1,4 +1,4 @@
-"""Reading an HF LLaDA / MMaDA / Dynin-Omni checkpoint directory (model-spec §2-§3).
+"""Reading an HF LLaDA / MMaDA / Dynin-Omni checkpoint directory (docs/model.md).
 
 Shared by the PyTorch reference and the weight exporter, so that both accept and refuse exactly the
 same directories. Nothing here imports torch at module level.
@@ -162,7 +162,7 @@ def read_config(directory: str) -> ModelConfig:
 
 
 def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """HF state-dict key -> shape, in the official key names (spec §3)."""
+    """HF state-dict key -> shape, in the official key names (docs/model.md, "Tensors")."""
     d, h, v = cfg.d_model, cfg.mlp_hidden_size, cfg.vocab_size
     shapes = {"model.transformer.wte.weight": (v, d)}
     for i in range(cfg.n_layers):

@@ -1,21 +1,30 @@
-"""The dynin-rt command: generate (every task), export, bench, demo."""
+"""The dynin-rt command: generate (every task), export, bench, demo.
+
+Each command's options and body live beside the code it runs (bench.py, demo.py, export/); this
+file only assembles them, so a script and its CLI command cannot drift apart.
+"""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 
-DEFAULT_OUT = {"text": "output.txt", "image": "output.png", "speech": "output.wav"}
+from .errors import DyninError
+
+# What a user can cause and fix: reported as one line, not a traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, DyninError)
+GENERATE_OPTIONS = ("steps", "block_length", "max_new_tokens", "temperature", "cfg_scale", "resolution", "frames",
+                    "threshold", "voice", "think")
 
 
 def _generate(args) -> int:
     from . import load
     from .api import generate
+    from .tasks import registry
 
     model = load(args.model, backend=args.backend, dtype=args.dtype, image_tokenizer=args.image_tokenizer,
                  speech_tokenizer=args.speech_tokenizer)
-    options = {k: getattr(args, k) for k in ("steps", "block_length", "max_new_tokens", "temperature", "cfg_scale",
-                                             "resolution", "frames", "threshold", "voice", "think")}
+    options = {k: getattr(args, k) for k in GENERATE_OPTIONS}
     result = generate(model, args.prompt, image=args.image, video=args.video, audio=args.audio, output=args.output,
                       seed=args.seed, mode=args.mode, stream=args.stream, **options)
     if args.stream:
@@ -28,50 +37,16 @@ def _generate(args) -> int:
         result = final
     elif result.text is not None:
         print(result.text)
-    path = result.save(args.out or DEFAULT_OUT[args.output])
+    default_out = "output" + os.path.splitext(registry.get(result.task).output_file)[1]
+    path = result.save(args.out or default_out)
     stats = result.stats
     print(f"wrote {path}  ({stats.get('seconds')}, {stats.get('forwards')} forwards, {stats.get('steps')} steps)",
           file=sys.stderr)
     return 0
 
 
-def _export(args) -> int:
-    from .export import export_weights
-
-    out = export_weights(args.hf_dir, args.out_dir, dtype=args.dtype, progress=True)
-    print(f"exported {args.hf_dir} -> {out} ({args.dtype})")
-    return 0
-
-
-def _bench(args) -> int:
-    from . import load
-    from .bench import format_table, run_all, write_reports
-    from .tasks.common import TASKS
-
-    if args.model:
-        model_dir = args.model
-    else:
-        import tempfile
-
-        from .demo import build_checkpoint
-
-        model_dir = build_checkpoint(os.path.join(tempfile.gettempdir(), "dynin_rt_demo_checkpoint"))
-    model = load(model_dir, backend=args.backend, progress=False)
-    reference = None
-    if not args.no_reference:
-        from .reference import DyninOmni
-
-        reference = DyninOmni.from_pretrained(model_dir)
-    tasks = TASKS if args.task == "all" else tuple(args.task.split(","))
-    rows = run_all(model, tasks=tasks, reference=reference, repeats=args.repeats, official=args.official, mode=args.mode)
-    print(format_table(rows))
-    write_reports(rows, json_path=args.json, csv_path=args.csv)
-    return 0
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="dynin-rt", description="Dynin-Omni inference runtime")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_generate(sub) -> None:
+    from .tasks import registry
 
     g = sub.add_parser("generate", help="run one task and write .txt / .png / .wav")
     g.add_argument("model", help="HF checkpoint or exported dynin_rt directory")
@@ -79,7 +54,7 @@ def main(argv=None) -> int:
     g.add_argument("--image")
     g.add_argument("--video")
     g.add_argument("--audio")
-    g.add_argument("--output", choices=["text", "image", "speech"], default="text")
+    g.add_argument("--output", choices=registry.outputs(), default="text")
     g.add_argument("--out", help="output file (default output.txt / .png / .wav)")
     g.add_argument("--steps", type=int)
     g.add_argument("--block-length", dest="block_length", type=int)
@@ -89,7 +64,7 @@ def main(argv=None) -> int:
     g.add_argument("--resolution", type=int)
     g.add_argument("--frames", type=int)
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--mode", choices=["exact", "fast"], default="exact")
+    g.add_argument("--mode", choices=registry.MODES, default="exact")
     g.add_argument("--threshold", type=float)
     g.add_argument("--voice")
     g.add_argument("--think", action=argparse.BooleanOptionalAction, default=None)
@@ -100,36 +75,50 @@ def main(argv=None) -> int:
     g.add_argument("--speech-tokenizer", dest="speech_tokenizer")
     g.set_defaults(func=_generate)
 
-    e = sub.add_parser("export", help="HF checkpoint -> runtime weights")
-    e.add_argument("hf_dir")
-    e.add_argument("out_dir")
-    e.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="bf16")
-    e.set_defaults(func=_export)
+
+def _add_export(sub) -> None:
+    from .export import commands
+
+    e = sub.add_parser("export", help="runtime weights, tokenizer ONNX graphs, TensorRT engines",
+                       description=commands.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands.add_arguments(e)
+
+
+def _add_bench(sub) -> None:
+    from . import bench
 
     b = sub.add_parser("bench", help="per-task latency, runtime vs reference")
-    b.add_argument("--model", help="checkpoint directory (default: the demo's tiny random checkpoint)")
-    b.add_argument("--task", default="all", help="all, or a comma list of t2t,i2t,v2t,s2t,t2i,i2i,t2s")
-    b.add_argument("--repeats", type=int, default=3)
-    b.add_argument("--mode", choices=["exact", "fast"], default="exact")
-    b.add_argument("--official", action="store_true", help="the official per-task defaults instead of quick settings")
-    b.add_argument("--no-reference", action="store_true")
-    b.add_argument("--backend", choices=["auto", "cpu", "cuda"], default="auto")
-    b.add_argument("--json")
-    b.add_argument("--csv")
-    b.set_defaults(func=_bench)
+    bench.add_arguments(b)
+    b.set_defaults(func=bench.command)
+
+
+def _add_demo(sub) -> None:
+    from . import demo
 
     d = sub.add_parser("demo", help="every task on a tiny random checkpoint built on the spot")
-    d.add_argument("--out", default="demo_out")
-    d.add_argument("--checkpoint", default=None)
-    d.add_argument("--no-reference", action="store_true")
-    d.set_defaults(func=lambda a: __import__("dynin_rt.demo", fromlist=["main"]).main(
-        ["--out", a.out] + (["--checkpoint", a.checkpoint] if a.checkpoint else []) + (["--no-reference"] if a.no_reference else [])))
+    demo.add_arguments(d)
+    d.set_defaults(func=demo.command)
 
-    args = parser.parse_args(argv)
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="dynin-rt", description="Dynin-Omni inference runtime")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_generate, _add_export, _add_bench, _add_demo):
+        add(sub)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["export"]:
+        from .export.commands import legacy_argv
+
+        argv = ["export", *legacy_argv(argv[1:])]
+    return run(parser.parse_args(argv))
+
+
+def run(args, prog: str = "dynin-rt") -> int:
+    """``args.func(args)``, with user errors printed as one line (exit status 2)."""
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, PermissionError) as exc:
-        print(f"dynin-rt: error: {exc}", file=sys.stderr)
+    except USER_ERRORS as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -10,12 +10,6 @@ import sys
 import tempfile
 import time
 
-OUTPUT_FILES = {
-    "t2t": "t2t.txt", "i2t": "i2t.txt", "v2t": "v2t.txt", "s2t": "s2t.txt",
-    "t2i": "t2i.png", "i2i": "i2i.png", "t2s": "t2s.wav",
-}
-
-
 def build_checkpoint(directory: str) -> str:
     """The tiny backbone (release vocabulary and token layout) with small MAGVIT-v2 and EMOVA
     tokenizers beside it, in the official layouts."""
@@ -28,10 +22,12 @@ def build_checkpoint(directory: str) -> str:
     return directory
 
 
-def run(out_dir: str, checkpoint: str | None = None, reference: bool = True, log=print) -> list[dict]:
+def run(out_dir: str, checkpoint: str | None = None, reference: bool = True, log=print, tasks=None) -> list[dict]:
+    """Every registered task (or ``tasks``, names or specs) on the runtime and the reference; each
+    result saved under its spec's ``output_file``. Returns the benchmark rows."""
     from . import load
-    from .bench import format_table, run_all, write_reports
-    from .reference import DyninOmni
+    from .bench import format_table, load_reference, run_all, write_reports
+    from .tasks import registry
 
     os.makedirs(out_dir, exist_ok=True)
     t0 = time.perf_counter()
@@ -39,16 +35,17 @@ def run(out_dir: str, checkpoint: str | None = None, reference: bool = True, log
     log(f"dynin_rt demo: checkpoint {ckpt} ({time.perf_counter() - t0:.1f}s to prepare)")
     os.environ.setdefault("DYNIN_RT_CACHE", os.path.join(tempfile.gettempdir(), "dynin_rt_demo_cache"))
     model = load(ckpt, progress=False)
-    ref = DyninOmni.from_pretrained(ckpt) if reference else None
+    ref = load_reference(model) if reference else None
     media_dir = os.path.join(out_dir, "inputs")
     os.makedirs(media_dir, exist_ok=True)
-    rows = run_all(model, reference=ref, repeats=1, media_dir=media_dir)
-    for row in rows:
-        row["result"].save(os.path.join(out_dir, OUTPUT_FILES[row["task"]]))
+    rows = run_all(model, tasks=tasks, reference=ref, repeats=1, media_dir=media_dir)
+    files = [registry.get(row["task"]).output_file for row in rows]
+    for row, name in zip(rows, files):
+        row["result"].save(os.path.join(out_dir, name))
     write_reports(rows, json_path=os.path.join(out_dir, "timings.json"))
     log(f"\nruntime: {model.backend} ({model.dtype}); per task, the C++ runtime vs the PyTorch reference on the same weights:")
     log(format_table(rows))
-    log(f"\noutputs in {out_dir}: " + " ".join(OUTPUT_FILES[r["task"]] for r in rows) + " (inputs in inputs/)")
+    log(f"\noutputs in {out_dir}: " + " ".join(files) + " (inputs in inputs/)")
     log(
         "These weights are random, so the text, image and speech are noise: the demo checks that every task runs end\n"
         "to end and agrees with the reference. For real outputs, download snu-aidas/Dynin-Omni with its tokenizers\n"
@@ -58,16 +55,28 @@ def run(out_dir: str, checkpoint: str | None = None, reference: bool = True, log
     return rows
 
 
+def add_arguments(parser) -> None:
+    """The options of ``dynin-rt demo``."""
+    parser.add_argument("--out", default="demo_out", help="folder for the outputs, one per task")
+    parser.add_argument("--checkpoint", default=None, help="use this checkpoint instead of a tiny random one")
+    parser.add_argument("--task", default="all", help="all, or a comma list of task names")
+    parser.add_argument("--no-reference", action="store_true", help="skip the PyTorch reference runs")
+
+
+def command(args) -> int:
+    """Run the demo; non-zero when a task's tokens differ from the reference's."""
+    from .tasks import registry
+
+    rows = run(args.out, args.checkpoint, reference=not args.no_reference, tasks=registry.parse_list(args.task))
+    return 0 if all(r.get("identical_to_reference") is not False for r in rows) else 1
+
+
 def main(argv=None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="dynin-rt demo", description=__doc__)
-    parser.add_argument("--out", default="demo_out", help="folder for the seven outputs")
-    parser.add_argument("--checkpoint", default=None, help="use this checkpoint instead of a tiny random one")
-    parser.add_argument("--no-reference", action="store_true", help="skip the PyTorch reference runs")
-    args = parser.parse_args(argv)
-    rows = run(args.out, args.checkpoint, reference=not args.no_reference)
-    return 0 if all(r.get("identical_to_reference") is not False for r in rows) else 1
+    add_arguments(parser)
+    return command(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The official prompt templates of the seven task families (model-spec §6).
+"""The official prompt templates of the seven task families (docs/templates.md).
 
 Every function returns token ids (and, for the fixed-block templates, the keep-mask) exactly as the
 official validation scripts build them, so the reference and the runtime see identical canvases.

@@ -1,4 +1,4 @@
-"""Token layout and the text tokenizer (model-spec §5).
+"""Token layout and the text tokenizer (docs/token-layout.md).
 
 Every id the templates and samplers use is defined here, once. The multimodal offsets come from the
 tokenizer's length L, never from the config: image code c is id L + c, speech unit u is id
@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 
 from .errors import CheckpointError, TokenizerMissingError
 
-# LLaDA tokenizer ids shared by LLaDA-8B, MMaDA-8B and Dynin-Omni (spec §5.1).
+# LLaDA tokenizer ids shared by LLaDA-8B, MMaDA-8B and Dynin-Omni (docs/token-layout.md, "Text tokenizer ids").
 BOS_ID = 126080  # <|startoftext|>, also <|sot|>
 EOS_ID = 126081  # <|endoftext|>, also <|eot|> and the config's pad_token_id
 MASK_ID = 126336  # <|mdm_mask|>
@@ -23,7 +23,8 @@ START_HEADER_ID = 126346
 END_HEADER_ID = 126347
 EOT_ID = 126348  # <|eot_id|>: end of a chat turn
 
-# Dynin/MMaDA task tokens living in LLaDA's reserved range (spec §5.2, use_reserved_token=True).
+# Dynin/MMaDA task tokens living in LLaDA's reserved range (docs/token-layout.md, "Task tokens";
+# the official use_reserved_token=True).
 TASK_TOKEN_IDS = {
     "<|soi|>": 126084,
     "<|eoi|>": 126085,

@@ -7,8 +7,8 @@ import torch
 
 from dynin_rt.testing.emova import write_emova
 from dynin_rt.tokenizers.emova import EmovaSpeech
-from dynin_rt.tokenizers.emova_config import DEFAULT_STYLE
-from dynin_rt.tokenizers.emova_u2s import frame_noise, unit_noise
+from dynin_rt.tokenizers.emova.config import DEFAULT_STYLE
+from dynin_rt.tokenizers.emova.u2s import frame_noise, unit_noise
 
 UNITS = np.array([17, 4095, 0, 1234, 1234, 77, 3000, 512, 9, 2048, 4000, 15, 600, 601, 602, 3333], dtype=np.int64)
 

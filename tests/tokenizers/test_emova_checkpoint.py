@@ -10,9 +10,9 @@ from safetensors.torch import load_file, save_file
 from dynin_rt.errors import CheckpointError
 from dynin_rt.testing.emova import official_layout, write_emova
 from dynin_rt.tokenizers.emova import EmovaSpeech
-from dynin_rt.tokenizers.emova_config import DEFAULT_STYLE, EmovaConfig
+from dynin_rt.tokenizers.emova.config import DEFAULT_STYLE, EmovaConfig
 
-# Names and shapes stated by the spec for the released model.safetensors (not derived from our code).
+# Names and shapes of the released model.safetensors (not derived from our code).
 RELEASED = {
     "decoder.enc_p.emb.weight": (4274, 192),
     "decoder.emb_g.weight": (1344, 256),

@@ -7,11 +7,12 @@ import numpy as np
 import onnx
 import pytest
 
-from dynin_rt.export.emova_onnx import OPSET
+from dynin_rt.cli import main
 from dynin_rt.testing.emova import write_emova
 from dynin_rt.tokenizers.backends import probe_tensorrt
 from dynin_rt.tokenizers.emova import EmovaSpeech
-from dynin_rt.tokenizers.emova_runners import TEXT_GRAPH, UNITS_GRAPH, WAVE_GRAPH
+from dynin_rt.tokenizers.emova.onnx_export import OPSET
+from dynin_rt.tokenizers.emova.runners import TEXT_GRAPH, UNITS_GRAPH, WAVE_GRAPH
 
 UNITS = np.array([3, 4000, 4000, 17, 2222, 1, 900, 901, 65, 3999, 12, 2048], dtype=np.int64)
 
@@ -22,8 +23,10 @@ def _snr(ref, x):
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
+    # the graphs are exported by the CLI command; the onnx backend then finds them and reuses them
     ckpt = write_emova(tmp_path_factory.mktemp("emova_small"), small=True)
     out = str(tmp_path_factory.mktemp("emova_onnx"))
+    assert main(["export", "emova", str(ckpt), out]) == 0
     return EmovaSpeech.from_pretrained(ckpt), EmovaSpeech.from_pretrained(ckpt, backend="onnx", export_dir=out), out
 
 
@@ -61,6 +64,7 @@ def test_encoder_onnx_units_identical(pair):
 
 def test_exported_files_are_reused(pair):
     _, _, out = pair
+    assert len(os.listdir(out)) == 3  # the CLI's files, nothing written twice under other names
     mtimes = {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)}
     EmovaSpeech.from_pretrained(pair[0].checkpoint_dir, backend="onnx", export_dir=out)
     assert {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)} == mtimes

@@ -6,13 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dynin_rt.tokenizers.emova_config import (DEFAULT_STYLE, EMOTIONS, GENDERS, PITCHES, SPEEDS, U2SArch,
+from dynin_rt.tokenizers.emova.config import (DEFAULT_STYLE, EMOTIONS, GENDERS, PITCHES, SPEEDS, U2SArch,
                                               default_style_table, style_index, unknown_style_error)
-from dynin_rt.tokenizers.emova_s2u import FSQ, _Conv, reduce_units, slaney_mel_filterbank, tf_padding
-from dynin_rt.tokenizers.emova_u2s import (durations_from_logw, expand_frames, frame_noise, unit_noise,
+from dynin_rt.tokenizers.emova.s2u import FSQ, _Conv, reduce_units, slaney_mel_filterbank, tf_padding
+from dynin_rt.tokenizers.emova.u2s import (durations_from_logw, expand_frames, frame_noise, unit_noise,
                                            units_to_symbols)
-from dynin_rt.tokenizers.emova_u2s_text import RelPosAttention, inverse_spline
-from dynin_rt.tokenizers.emova_weights import fold_weight_norm
+from dynin_rt.tokenizers.emova.u2s_text import RelPosAttention, inverse_spline
+from dynin_rt.tokenizers.emova.weights import fold_weight_norm
 
 
 def test_fsq_index_hand_picked():

@@ -6,7 +6,7 @@ from PIL import Image
 
 from dynin_rt.tokenizers.backends import BackendUnavailableError, probe_tensorrt
 from dynin_rt.tokenizers.magvit import MagvitV2
-from dynin_rt.tokenizers.magvit_image import preprocess_images
+from dynin_rt.tokenizers.magvit.image import preprocess_images
 from dynin_rt.testing.magvit import write_magvit
 
 

@@ -8,8 +8,8 @@ from safetensors.torch import load_file, save_file
 
 from dynin_rt.errors import CheckpointError
 from dynin_rt.testing.magvit import write_magvit
-from dynin_rt.tokenizers.magvit_checkpoint import load_magvit_model, read_magvit_config
-from dynin_rt.tokenizers.magvit_net import MagvitConfig
+from dynin_rt.tokenizers.magvit.checkpoint import load_magvit_model, read_magvit_config
+from dynin_rt.tokenizers.magvit.net import MagvitConfig
 
 WEIGHTS = "pytorch_model.safetensors"
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dynin_rt.tokenizers.magvit_image import (
+from dynin_rt.tokenizers.magvit.image import (
     postprocess_pixels,
     preprocess_images,
     resize_center_crop,

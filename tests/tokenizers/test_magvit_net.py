@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dynin_rt.tokenizers.magvit_net import (
+from dynin_rt.tokenizers.magvit.net import (
     AttnBlock,
     Downsample,
     GroupNorm32,
@@ -136,7 +136,7 @@ def test_group_norm_settings_and_fp32_compute():
 
 
 # ---------------------------------------------------------------------------------------------
-# architecture layout (official numbers from the spec, §1.1-§1.4)
+# architecture layout (official numbers: docs/tokenizers.md, "MAGVIT-v2")
 # ---------------------------------------------------------------------------------------------
 
 

@@ -12,20 +12,23 @@ import torch
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from dynin_rt.export.magvit_onnx import OPSET, export_magvit_onnx  # noqa: E402
+from dynin_rt.cli import main  # noqa: E402
 from dynin_rt.testing.magvit import write_magvit  # noqa: E402
 from dynin_rt.tokenizers.backends import OnnxRunner  # noqa: E402
 from dynin_rt.tokenizers.magvit import MagvitV2  # noqa: E402
-from dynin_rt.tokenizers.magvit_checkpoint import load_magvit_model  # noqa: E402
-from dynin_rt.tokenizers.magvit_image import postprocess_pixels  # noqa: E402
+from dynin_rt.tokenizers.magvit.checkpoint import load_magvit_model  # noqa: E402
+from dynin_rt.tokenizers.magvit.image import postprocess_pixels  # noqa: E402
+from dynin_rt.tokenizers.magvit.onnx_export import OPSET, export_magvit_onnx  # noqa: E402
 
 CPU = ["CPUExecutionProvider"]
 
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
+    # exported by the CLI command; the library call below then finds the files and reuses them
     root = tmp_path_factory.mktemp("magvit_onnx")
     ckpt = write_magvit(root / "ckpt", ch=32, seed=4)
+    assert main(["export", "magvit", str(ckpt), str(root / "onnx")]) == 0
     return ckpt, export_magvit_onnx(ckpt, root / "onnx", "fp32")
 
 

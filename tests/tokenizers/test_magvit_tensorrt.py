@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from dynin_rt.export.tensorrt import _check_profiles, engine_cache_key
+from dynin_rt.tokenizers.tensorrt import _check_profiles, engine_cache_key
 from dynin_rt.tokenizers.backends import TensorRTRunner, probe_tensorrt
-from dynin_rt.tokenizers.magvit import magvit_profiles
+from dynin_rt.tokenizers.magvit.onnx_export import magvit_profiles
 
 TRT = probe_tensorrt()
 

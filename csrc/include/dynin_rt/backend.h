@@ -150,7 +150,7 @@ struct CommitStepParams {
     int32_t* remaining = nullptr;         // [1] out: candidates still masked after the step, over the batch
 };
 
-// One MaskGIT step over the unknown image positions (model-spec §7.2).
+// One MaskGIT step over the unknown image positions (docs/samplers.md, "MaskGIT image sampler").
 struct MaskgitStepParams {
     const float* logits = nullptr;  // [n_cand, n_codes] image-code logits of the unknown positions
     int64_t ld = 0, n_cand = 0, n_codes = 0;

@@ -20,7 +20,7 @@ struct ModelConfig {
     void validate() const;  // InvalidArgument on anything the kernels cannot run
 };
 
-// Token ids the samplers need (model-spec §5).
+// Token ids the samplers need (docs/token-layout.md).
 struct TokenLayout {
     int64_t mask_id = 126336;
     int64_t eos_id = 126081;

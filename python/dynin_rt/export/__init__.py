@@ -1,13 +1,12 @@
-"""Conversions: HF checkpoint -> runtime weights; tokenizers -> ONNX and TensorRT engines.
+"""The backbone's exporter (HF checkpoint -> runtime weights, docs/weight-format.md) and the export
+commands (``commands.py``: ``dynin-rt export`` and the repository's export/ scripts). The tokenizers'
+ONNX exporters live beside their models, in tokenizers/magvit/ and tokenizers/emova/.
 
 Names are imported on first use, so loading an exported model never pulls in torch or onnx.
 """
 import importlib
 
 _EXPORTS = {
-    "build_engine": ".tensorrt",
-    "export_emova_onnx": ".emova_onnx",
-    "export_magvit_onnx": ".magvit_onnx",
     "export_weights": ".weights",
     "read_manifest": ".weights",
 }

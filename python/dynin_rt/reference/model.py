@@ -1,4 +1,4 @@
-"""The PyTorch reference of the LLaDA/Dynin-Omni backbone (model-spec §3-§4).
+"""The PyTorch reference of the LLaDA/Dynin-Omni backbone (docs/model.md).
 
 Written to reproduce the official ``modeling_llada.py`` numerics operation by operation (same dtypes,
 same casts, same order), because every faster path in dynin_rt is tested against it. Notable:

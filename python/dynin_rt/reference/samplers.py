@@ -1,4 +1,4 @@
-"""The three official samplers (model-spec §7), with every quirk kept.
+"""The three official samplers (docs/samplers.md), with every quirk kept.
 
 * :func:`llada_generate` — LLaDA semi-autoregressive block sampler (``mmu_generate`` /
   ``generate``): text chat, image/video understanding, speech recognition.
@@ -111,39 +111,51 @@ def llada_generate(
         block_end = block_start + block_length
         num_transfer = get_num_transfer_tokens(x[:, block_start:block_end] == MASK_ID, steps_per_block)
         for i in range(steps_per_block):
-            step = num_block * steps_per_block + i
-            mask_index = x == MASK_ID
-            if cfg_scale > 0.0:
-                un_x = x.clone()
-                un_x[prompt_index] = MASK_ID
-                logits, un_logits = torch.chunk(model(torch.cat([x, un_x], dim=0)), 2, dim=0)
-                logits = un_logits + (cfg_scale + 1) * (logits - un_logits)
-            else:
-                logits = model(x, keep)
-
-            if temperature == 0:
-                x0 = torch.argmax(logits, dim=-1)
-            else:
-                # candidates: masked positions before the block end (later ones get -inf below)
-                candidates = mask_index[:, :block_end].any(dim=0).nonzero()[:, 0]
-                x0 = noise.llada_tokens(logits, temperature, step, candidates)
-            if remasking == "low_confidence":
-                p = F.softmax(logits.to(torch.float64), dim=-1)
-                x0_p = torch.gather(p, dim=-1, index=x0.unsqueeze(-1)).squeeze(-1)
-            else:
-                x0_p = noise.llada_remask_uniform(batch, x.shape[1], step, device)
-            x0_p[:, block_end:] = -np.inf
-
-            x0 = torch.where(mask_index, x0, x)
-            confidence = torch.where(mask_index, x0_p, -np.inf)
-            transfer_index = torch.zeros_like(x0, dtype=torch.bool)
-            for j in range(batch):
-                _, select_index = torch.topk(confidence[j], k=int(num_transfer[j, i]))
-                transfer_index[j, select_index] = True
-            x[transfer_index] = x0[transfer_index]
+            logits = _llada_logits(model, x, keep, prompt_index, cfg_scale)
+            _llada_commit(x, logits, block_end, num_transfer[:, i], temperature, remasking, noise,
+                          num_block * steps_per_block + i)
         if on_block is not None:
             on_block(num_block, x.cpu().numpy().copy())
     return x
+
+
+def _llada_logits(model, x: torch.Tensor, keep, prompt_index: torch.Tensor, cfg_scale: float) -> torch.Tensor:
+    """Logits [B, T, V] of the canvas; with guidance, against the canvas with its prompt masked, both
+    rows in one batch without a keep-mask (as the official code)."""
+    if cfg_scale <= 0.0:
+        return model(x, keep)
+    un_x = x.clone()
+    un_x[prompt_index] = MASK_ID
+    logits, un_logits = torch.chunk(model(torch.cat([x, un_x], dim=0)), 2, dim=0)
+    return un_logits + (cfg_scale + 1) * (logits - un_logits)
+
+
+def _llada_commit(x: torch.Tensor, logits: torch.Tensor, block_end: int, k: torch.Tensor, temperature: float,
+                  remasking: str, noise, step: int) -> None:
+    """One step in place on the canvas x [B, T]: choose a token per masked position, rank the masked
+    positions before ``block_end`` by confidence, commit the k[b] best of each row."""
+    batch = x.shape[0]
+    mask_index = x == MASK_ID
+    if temperature == 0:
+        x0 = torch.argmax(logits, dim=-1)
+    else:
+        # candidates: masked positions before the block end (later ones get -inf below)
+        candidates = mask_index[:, :block_end].any(dim=0).nonzero()[:, 0]
+        x0 = noise.llada_tokens(logits, temperature, step, candidates)
+    if remasking == "low_confidence":
+        p = F.softmax(logits.to(torch.float64), dim=-1)
+        x0_p = torch.gather(p, dim=-1, index=x0.unsqueeze(-1)).squeeze(-1)
+    else:
+        x0_p = noise.llada_remask_uniform(batch, x.shape[1], step, x.device)
+    x0_p[:, block_end:] = -np.inf
+
+    x0 = torch.where(mask_index, x0, x)
+    confidence = torch.where(mask_index, x0_p, -np.inf)
+    transfer_index = torch.zeros_like(x0, dtype=torch.bool)
+    for j in range(batch):
+        _, select_index = torch.topk(confidence[j], k=int(k[j]))
+        transfer_index[j, select_index] = True
+    x[transfer_index] = x0[transfer_index]
 
 
 def cosine_schedule(t: torch.Tensor) -> torch.Tensor:
@@ -166,7 +178,8 @@ def maskgit_floors(num_tokens: int, timesteps: int) -> list[int]:
 
 
 def maskgit_schedule(num_tokens: int, timesteps: int) -> list[int]:
-    """How many positions stay masked after each step when starting fully masked (spec §7.2 table)."""
+    """How many positions stay masked after each step when starting fully masked (the table in
+    docs/samplers.md, "MaskGIT image sampler")."""
     unknown = num_tokens
     out = []
     for step in range(timesteps):
@@ -277,89 +290,101 @@ def t2s_generate(
     _check_positive(steps=steps, block_length=block_length)
     _check_non_negative(temperature=temperature, cfg_scale=cfg_scale)
     noise = _noise_source(noise, generator)
-    device = model.device
-    speech_start = model.layout.speech_offset
-    units = model.layout.speech_codebook
-    rel_eoa, rel_eos = units, units + 1
-    work = input_ids.to(device).clone()
-    batch = work.shape[0]
-    keep = attention_mask.to(device) if attention_mask is not None else None
-
-    mask_full = work == MASK_ID
-    if not mask_full.any():
-        raise ValueError("no [MASK] positions for the speech region in input_ids")
-    mask_cols = torch.where(mask_full[0])[0]
-    if not torch.all(mask_full.sum(dim=1) == mask_cols.numel()):
-        raise ValueError("every row must hold the same number of masked speech positions")
-    region_len = mask_cols.numel()
-    max_new = region_len if max_new_tokens is None else min(max_new_tokens, region_len)
+    layout = model.layout
+    work = input_ids.to(model.device).clone()
+    keep = attention_mask.to(model.device) if attention_mask is not None else None
+    mask_full, mask_cols = _speech_region(work)
+    max_new = mask_cols.numel() if max_new_tokens is None else min(max_new_tokens, mask_cols.numel())
     _check_positive(max_new_tokens=max_new)
     block_length = max(1, min(block_length, max_new))
     num_blocks = math.ceil(max_new / block_length)
     inner_steps = max(1, steps // num_blocks)
     speech_indices = mask_cols[:max_new]
 
-    def restricted(logits: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        # [B, T, V] -> [B, len(cols), 4098]: units, then <|eoa|>, then EOS.
-        block = logits.index_select(1, cols)
-        return torch.cat(
-            [block[:, :, speech_start : speech_start + units], block[:, :, EOA_ID : EOA_ID + 1], block[:, :, EOS_ID : EOS_ID + 1]],
-            dim=-1,
-        )
-
     uncond_all = None
     if cfg_scale > 0.0:
         uncond = work.clone()
         uncond[:, speech_indices] = MASK_ID
-        uncond_all = restricted(model(uncond, keep), speech_indices)
+        uncond_all = _speech_logits(model(uncond, keep), speech_indices, layout)
 
     for block_idx in range(num_blocks):
         lo, hi = block_idx * block_length, min((block_idx + 1) * block_length, max_new)
         curr = speech_indices[lo:hi]
         num_transfer = get_num_transfer_tokens(mask_full[:, curr], inner_steps)
         for inner in range(inner_steps):
-            step = block_idx * inner_steps + inner
-            combined = restricted(model(work, keep), curr)
+            logits = _speech_logits(model(work, keep), curr, layout)
             if uncond_all is not None:
                 un = uncond_all[:, lo:hi]
-                combined = un + (cfg_scale + 1.0) * (combined - un)
-            if temperature > 0.0:
-                combined = combined / max(temperature, 1e-5)
-            probs = F.softmax(combined, dim=-1)
-            sampled = noise.categorical(combined, probs, step, curr)
-            selected = torch.gather(probs, -1, sampled.unsqueeze(-1)).squeeze(-1)
-            absolute = torch.where(
-                sampled == rel_eos,
-                torch.full_like(sampled, EOS_ID),
-                torch.where(sampled == rel_eoa, torch.full_like(sampled, EOA_ID), sampled + speech_start),
-            )
-            current = work.index_select(1, curr)
-            mask_current = current == MASK_ID
-            confidence = torch.where(mask_current, selected, torch.full_like(selected, float("-inf")))
-            finalize = torch.zeros_like(mask_current)
-            for b in range(batch):
-                available = int(mask_current[b].sum())
-                transfer = min(int(num_transfer[b, inner]), available)
-                if transfer <= 0:
-                    continue
-                _, idxs = torch.topk(confidence[b], k=transfer, largest=True)
-                finalize[b, idxs] = True
-            updates = torch.where(finalize, absolute, torch.full_like(absolute, MASK_ID))
-            new_block = torch.where(mask_current, updates, current)
-            work[:, curr] = new_block
-            mask_full[:, curr] = new_block == MASK_ID
+                logits = un + (cfg_scale + 1.0) * (logits - un)
+            _t2s_step(work, mask_full, curr, logits, num_transfer[:, inner], temperature, noise,
+                      block_idx * inner_steps + inner, layout)
             if not mask_full[:, curr].any():
                 break
         if on_block is not None:
             on_block(block_idx, work.cpu().numpy().copy())
+    return _speech_units(work[:, mask_cols[0] : mask_cols[0] + mask_cols.numel()], layout)
 
+
+def _speech_region(work: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """canvas [B, T] -> (its [MASK] map [B, T], the masked columns of row 0 [R]); every row must hold
+    the same number of masks."""
+    mask_full = work == MASK_ID
+    if not mask_full.any():
+        raise ValueError("no [MASK] positions for the speech region in input_ids")
+    mask_cols = torch.where(mask_full[0])[0]
+    if not torch.all(mask_full.sum(dim=1) == mask_cols.numel()):
+        raise ValueError("every row must hold the same number of masked speech positions")
+    return mask_full, mask_cols
+
+
+def _speech_logits(logits: torch.Tensor, cols: torch.Tensor, layout) -> torch.Tensor:
+    """[B, T, V] -> [B, len(cols), 4098]: the units, then <|eoa|>, then EOS."""
+    block = logits.index_select(1, cols)
+    start, units = layout.speech_offset, layout.speech_codebook
+    return torch.cat([block[:, :, start : start + units], block[:, :, EOA_ID : EOA_ID + 1], block[:, :, EOS_ID : EOS_ID + 1]],
+                     dim=-1)
+
+
+def _t2s_step(work, mask_full, curr, logits, k, temperature, noise, step, layout) -> None:
+    """One step over the block's positions ``curr``: sample each from its 4098-way logits [B, n] and
+    commit, per row, the k[b] most confident still-masked ones (in place in ``work``, ``mask_full``)."""
+    if temperature > 0.0:
+        logits = logits / max(temperature, 1e-5)
+    probs = F.softmax(logits, dim=-1)
+    sampled = noise.categorical(logits, probs, step, curr)
+    selected = torch.gather(probs, -1, sampled.unsqueeze(-1)).squeeze(-1)
+    rel_eoa, rel_eos = layout.speech_codebook, layout.speech_codebook + 1
+    absolute = torch.where(
+        sampled == rel_eos,
+        torch.full_like(sampled, EOS_ID),
+        torch.where(sampled == rel_eoa, torch.full_like(sampled, EOA_ID), sampled + layout.speech_offset),
+    )
+    current = work.index_select(1, curr)
+    mask_current = current == MASK_ID
+    confidence = torch.where(mask_current, selected, torch.full_like(selected, float("-inf")))
+    finalize = torch.zeros_like(mask_current)
+    for b in range(work.shape[0]):
+        transfer = min(int(k[b]), int(mask_current[b].sum()))
+        if transfer <= 0:
+            continue
+        _, idxs = torch.topk(confidence[b], k=transfer, largest=True)
+        finalize[b, idxs] = True
+    updates = torch.where(finalize, absolute, torch.full_like(absolute, MASK_ID))
+    new_block = torch.where(mask_current, updates, current)
+    work[:, curr] = new_block
+    mask_full[:, curr] = new_block == MASK_ID
+
+
+def _speech_units(region: torch.Tensor, layout) -> list[torch.Tensor]:
+    """The speech region [B, R] -> per row the relative units, cut at the first <|eoa|> / EOS, with
+    leftover [MASK]s dropped."""
+    rel_eoa, rel_eos = layout.speech_codebook, layout.speech_codebook + 1
     outputs = []
-    region = work[:, mask_cols[0] : mask_cols[0] + region_len]
     for seq in region:
         relative = torch.where(
             seq == MASK_ID,
             seq,
-            torch.where(seq == EOA_ID, rel_eoa, torch.where(seq == EOS_ID, rel_eos, seq - speech_start)),
+            torch.where(seq == EOA_ID, rel_eoa, torch.where(seq == EOS_ID, rel_eos, seq - layout.speech_offset)),
         )
         ends = (relative >= rel_eoa).nonzero(as_tuple=True)[0]
         if ends.numel():

@@ -1,5 +1,5 @@
 """What every task shares: the backbone adapter (C++ runtime or PyTorch reference behind one set of
-methods), the official defaults, the Result type and the timing of phases."""
+methods), the Result type and the timing of phases. What differs per task is in registry.py."""
 from __future__ import annotations
 
 import os
@@ -10,31 +10,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..noise import CounterNoise
-
-# Official defaults per task (model-spec §8): the demo config and validation scripts of Dynin-Omni.
-DEFAULTS = {
-    "t2t": dict(max_new_tokens=512, steps=128, block_length=128, temperature=1.0, cfg_scale=0.0),
-    "i2t": dict(max_new_tokens=1024, steps=512, block_length=1024, temperature=0.0, cfg_scale=0.0, resolution=336),
-    "v2t": dict(max_new_tokens=128, steps=128, block_length=128, temperature=0.0, cfg_scale=0.0, resolution=336,
-                frames=5),
-    "s2t": dict(max_new_tokens=128, steps=256, block_length=2, temperature=0.0, cfg_scale=0.0),
-    "t2i": dict(steps=20, cfg_scale=3.5, temperature=1.0, resolution=512),
-    "i2i": dict(steps=64, cfg_scale=3.5, temperature=1.0, resolution=336),
-    "t2s": dict(max_new_tokens=383, steps=383, block_length=128, temperature=1.0, cfg_scale=2.5),
-}
-TASKS = tuple(DEFAULTS)
-TASK_NAMES = {
-    "t2t": "text chat",
-    "i2t": "image understanding",
-    "v2t": "video understanding",
-    "s2t": "speech recognition",
-    "t2i": "text to image",
-    "i2i": "image editing",
-    "t2s": "text to speech",
-}
-# The MaskGIT samplers' own `resolution` argument (the uncond-prefix quirk, spec §7.2) keeps the
-# official default of each sampler, whatever the image size.
-UNCOND_PREFIX_RESOLUTION = {"t2i": 512, "i2i": 336}
 
 
 @dataclass

@@ -1,43 +1,77 @@
 """Text to speech (t2s): the speech-unit sampler, then the EMOVA vocoder."""
 from __future__ import annotations
 
+from typing import Callable, Iterator
+
 import numpy as np
 
 from .. import prompts
 from ..runtime import speech_params
-from .common import Denoiser, Phases, Result, make_stats
+from ..tokens import SOA_ID
+from .common import Denoiser, Result, make_stats
+from .registry import Job, TaskSpec, register
 
 
-def canvas_of(backbone: Denoiser, prompt: str, opts: dict) -> prompts.Canvas:
-    canvas = prompts.text_to_speech(backbone.tokenizer, prompt, num_units=opts["max_new_tokens"])
-    if canvas.input_ids.shape[1] > backbone.max_len:
+def canvas_of(denoiser: Denoiser, prompt: str, opts: dict) -> prompts.Canvas:
+    canvas = prompts.text_to_speech(denoiser.tokenizer, prompt, num_units=opts["max_new_tokens"])
+    if canvas.input_ids.shape[1] > denoiser.max_len:
         raise ValueError(
             f"{opts['max_new_tokens']} speech units after the 1025-token text block exceed the context of "
-            f"{backbone.max_len}: lower max_new_tokens"
+            f"{denoiser.max_len}: lower max_new_tokens"
         )
     return canvas
 
 
 def units_in(canvas_row: np.ndarray, region_start: int, layout) -> np.ndarray:
-    """The finished units of a canvas row: the speech region up to the first non-unit token."""
+    """The finished units of a canvas row [T]: the speech region up to the first non-unit token."""
     lo, hi = layout.speech_offset, layout.speech_offset + layout.speech_codebook
     region = canvas_row[region_start:]
     stop = np.flatnonzero((region < lo) | (region >= hi))
     return region[: stop[0] if stop.size else region.size] - lo
 
 
-def run(backbone: Denoiser, prompt: str, opts: dict, phases: Phases, on_block=None) -> Result:
-    canvas = canvas_of(backbone, prompt, opts)
+def run(job: Job) -> Result:
+    denoiser, opts, phases = job.denoiser, job.opts, job.phases
+    canvas = canvas_of(denoiser, job.prompt, opts)
     with phases("generate"):
         params = speech_params(max_new_tokens=opts["max_new_tokens"], steps=opts["steps"], block_length=opts["block_length"],
                                temperature=opts["temperature"], cfg_scale=opts["cfg_scale"], mode=opts["mode"],
                                threshold=opts["threshold"], seed=opts["seed"])
-        units = backbone.speech(canvas, params, on_block, opts.get("cancel"))
+        units = denoiser.speech(canvas, params, job.on_block, opts.get("cancel"))  # [n]
     speech = opts["speech_tokenizer"]
     with phases("decode"):
         if units.size == 0:
             audio = np.zeros(0, np.float32)
         else:
             audio = speech.decode(units, style=opts["voice"], seed=opts["seed"])
-    return Result(task="t2s", audio=audio, sample_rate=speech.sample_rate, tokens=units,
-                  stats=make_stats(phases, backbone.stats(), opts["max_new_tokens"]))
+    return Result(task=job.spec.name, audio=audio, sample_rate=speech.sample_rate, tokens=units,
+                  stats=make_stats(phases, denoiser.stats(), opts["max_new_tokens"]))
+
+
+def stream(job: Job, blocks: Callable[[], Iterator]) -> Iterator[Result]:
+    """Audio chunks as the finished units of each block reach the vocoder's streaming decoder."""
+    speech = job.opts["speech_tokenizer"]
+
+    def unit_blocks():
+        sent, start = 0, None
+        for _, canvas in blocks():
+            row = canvas[0]
+            if start is None:
+                start = int(np.flatnonzero(row == SOA_ID)[-1]) + 1  # the speech region follows <|soa|>
+            units = units_in(row, start, job.denoiser.layout)
+            if units.size > sent:
+                yield units[sent:]
+                sent = units.size
+
+    for chunk in speech.decode_stream(unit_blocks(), style=job.opts["voice"], seed=job.opts["seed"]):
+        yield Result(task=job.spec.name, audio=chunk, delta=chunk, sample_rate=speech.sample_rate, partial=True)
+
+
+# Official defaults: docs/samplers.md, "Official defaults per task".
+register(TaskSpec(
+    name="t2s", title="text to speech", sampler="t2s", output="speech", media=None, prompt_required=True,
+    tokenizers=("speech",),
+    defaults=dict(max_new_tokens=383, steps=383, block_length=128, temperature=1.0, cfg_scale=2.5),
+    options=("voice",), run=run, stream=stream, output_file="t2s.wav",
+    bench_prompt="Hello there, this is Dynin-Omni speaking.", bench=dict(max_new_tokens=64, steps=32, block_length=32),
+))

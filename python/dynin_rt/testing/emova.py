@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..tokenizers.emova_config import (ARCH_FIELD, S2U_UNIT_TYPE, U2S_UNIT_TYPE, EmovaConfig, S2UArch, U2SArch,
+from ..tokenizers.emova.config import (ARCH_FIELD, S2U_UNIT_TYPE, U2S_UNIT_TYPE, EmovaConfig, S2UArch, U2SArch,
                                        default_style_table)
-from ..tokenizers.emova_s2u import SpiralNet
-from ..tokenizers.emova_u2s import UVITSDecoder
-from ..tokenizers.emova_u2s_text import ConvFlow, DDSConv, ElementwiseAffine
-from ..tokenizers.emova_u2s_wave import WN
+from ..tokenizers.emova.s2u import SpiralNet
+from ..tokenizers.emova.u2s import UVITSDecoder
+from ..tokenizers.emova.u2s_text import ConvFlow, DDSConv, ElementwiseAffine
+from ..tokenizers.emova.u2s_wave import WN
 
 SMALL_U2S = dict(inter_channels=16, hidden_channels=16, filter_channels=32, n_heads=2, n_layers=2,
                  gin_channels=256, upsample_initial_channel=32, spec_channels=33, n_speakers=4, enc_q_layers=2)

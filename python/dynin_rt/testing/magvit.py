@@ -16,10 +16,10 @@ import os
 
 import torch
 
-from ..tokenizers.magvit_checkpoint import ARCH_KEY, CONFIG_NAME, OPTIONAL_KEYS, WEIGHTS_NAME
-from ..tokenizers.magvit_net import LFQuantizer, MagvitConfig, MagvitModel
+from ..tokenizers.magvit.checkpoint import ARCH_KEY, CONFIG_NAME, OPTIONAL_KEYS, WEIGHTS_NAME
+from ..tokenizers.magvit.net import LFQuantizer, MagvitConfig, MagvitModel
 
-# Stand-in for the released config.json, which holds class/library metadata only (spec §1.1: 66 bytes;
+# Stand-in for the released config.json, which holds class/library metadata only (66 bytes;
 # its exact fields are not known here, and the loader reads none of them).
 OFFICIAL_CONFIG = {"_class_name": "MAGVITv2", "_diffusers_version": "0.21.4"}
 # Final-layer gains chosen so random outputs have a spread similar to real ones (std ~0.6 for

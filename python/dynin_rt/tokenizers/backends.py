@@ -39,6 +39,7 @@ API
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 
@@ -79,6 +80,20 @@ class BackendStatus:
     available: bool
     reason: str
     providers: tuple[str, ...] = ()
+
+
+def default_cache_dir() -> str:
+    """``$DYNIN_RT_CACHE`` or ``~/.cache/dynin_rt``: where exported ONNX files and engines live."""
+    return os.environ.get("DYNIN_RT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "dynin_rt")
+
+
+def file_sha256(path) -> str:
+    """Hex sha256 of a file, read in 16 MiB pieces."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _cuda_available() -> bool:
@@ -302,7 +317,7 @@ class TensorRTRunner:
     Parameters
     ----------
     engine_path : str or os.PathLike
-        A file written by ``dynin_rt.export.tensorrt.build_engine``.
+        A file written by ``dynin_rt.tokenizers.tensorrt.build_engine``.
     device : int
         CUDA device index.
 

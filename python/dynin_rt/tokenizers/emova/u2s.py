@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .emova_config import U2SArch
-from .emova_u2s_text import StochasticDurationPredictor, TextEncoder
-from .emova_u2s_wave import Generator, ResidualFlow
+from .config import U2SArch
+from .u2s_text import StochasticDurationPredictor, TextEncoder
+from .u2s_wave import Generator, ResidualFlow
 
 # Checkpoint tensors under "decoder." that inference never reads: the posterior and reference
 # encoders and the speaker table (training only), the training half of the duration predictor, and
@@ -67,7 +67,7 @@ class EmovaVocoder(nn.Module):
         return self.decoder.dec(self.decoder.flow.reverse(z_p, g), g)
 
     def load(self, ledger) -> None:
-        """Fill every tensor from a :class:`~dynin_rt.tokenizers.emova_weights.CheckpointLedger`."""
+        """Fill every tensor from a :class:`~dynin_rt.tokenizers.emova.weights.CheckpointLedger`."""
         ledger.drop(["decoder." + p for p in DECODER_UNUSED])
         ledger.load_module(self.decoder, "decoder.")
         ledger.load_module(self.style_embedding, "style_embedding.")

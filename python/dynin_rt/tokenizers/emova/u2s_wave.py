@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .emova_config import U2SArch
+from .config import U2SArch
 
 LRELU_SLOPE = 0.1
 WEIGHT_NORM_NAMES = {"weight": "weight_g"}

@@ -17,7 +17,7 @@ import json
 import os
 from dataclasses import dataclass, field, fields, replace
 
-from ..errors import CheckpointError
+from ...errors import CheckpointError
 
 GENDERS = ("female", "male")
 EMOTIONS = ("angry", "disgusted", "fearful", "happy", "neutral", "sad", "surprised")

@@ -15,53 +15,20 @@ so backends, devices and the streaming path all see the same noise; both can als
 from __future__ import annotations
 
 import os
-import re
-import time
-import warnings
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from .backends import resolve_backend
-from .emova_config import DEFAULT_STYLE, EmovaConfig
-from .emova_runners import TorchRunner
-from .emova_s2u import SpiralNet, reduce_units
-from .emova_u2s import (EmovaVocoder, durations_from_logw, expand_frames, frame_noise, prior_sample, unit_noise,
+from ..backends import resolve_backend
+from .audio import check_units, encoder_pieces, read_audio
+from .config import DEFAULT_STYLE, EmovaConfig
+from .runners import TorchRunner
+from .s2u import SpiralNet, reduce_units
+from .stream import ChunkedRender, ChunkSizes, StreamReport
+from .u2s import (EmovaVocoder, durations_from_logw, expand_frames, frame_noise, prior_sample, unit_noise,
                         units_to_symbols)
-from .emova_weights import CheckpointLedger, read_safetensors
+from .weights import CheckpointLedger, read_safetensors
 
-MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4000, 384000
-# Quieter than one 16-bit step everywhere: digital silence, which peak normalisation cannot rescue.
-SILENCE_PEAK = 2.0 ** -15
-MAX_CHANNELS = 8
-# The released pipeline encodes up to 60 s in one pass and longer audio in 100 s pieces.
-ONE_PASS_SAMPLES, PIECE_SAMPLES = 960_000, 1_600_000
-_UNIT_TOKEN = re.compile(r"<\|speech_(\d+)\|>")
-
-
-@dataclass
-class StreamReport:
-    """What the last :meth:`EmovaSpeech.decode_stream` call did (times in seconds, ``perf_counter``).
-
-    Attributes
-    ----------
-    first_units_ready : float
-        When the stream had received enough units to render the first chunk.
-    first_audio : float
-        When the first chunk was handed out.
-    durations : list of int
-        Frames given to each unit so far (compare with :meth:`EmovaSpeech.durations`).
-    """
-
-    first_units_ready: float = float("nan")
-    first_audio: float = float("nan")
-    durations: list = field(default_factory=list)
-
-    @property
-    def first_chunk_latency(self) -> float:
-        """Seconds from "the first chunk's units are final" to "its audio is out"."""
-        return self.first_audio - self.first_units_ready
 
 
 class EmovaSpeech:
@@ -134,7 +101,7 @@ class EmovaSpeech:
         if status.name == "torch":
             runner = TorchRunner(vocoder, spiral, device)
         else:
-            from ..export.emova_onnx import graph_runner
+            from .runners import graph_runner
 
             runner = graph_runner(status, vocoder, spiral, path, export_dir=export_dir, precision=precision,
                                   device=device)
@@ -144,34 +111,6 @@ class EmovaSpeech:
     # ------------------------------------------------------------------------------------------
     # units -> speech
     # ------------------------------------------------------------------------------------------
-
-    def _check_units(self, units) -> np.ndarray:
-        n_units = self.config.u2s.n_units
-        if isinstance(units, str):
-            tokens = _UNIT_TOKEN.findall(units) if "<|speech_" in units else units.split()
-            try:
-                units = [int(t) for t in tokens]
-            except ValueError as e:
-                raise ValueError(f"units string must be '<|speech_N|>' tokens or space-separated integers: {e}") from e
-        if isinstance(units, torch.Tensor):
-            units = units.detach().cpu().numpy()
-        arr = np.asarray(units)
-        if arr.ndim == 2 and arr.shape[0] == 1:
-            arr = arr[0]
-        if arr.ndim != 1:
-            raise ValueError(f"units must be a 1-D sequence of integers, got shape {arr.shape}")
-        if arr.size == 0:
-            raise ValueError("units is empty; need at least one unit in [0, 4096)")
-        if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-            raise ValueError(f"units must be integers, got dtype {arr.dtype}")
-        if np.issubdtype(arr.dtype, np.floating):
-            if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-                raise ValueError("units must be integers; got non-integer values")
-        bad = np.flatnonzero((arr < 0) | (arr >= n_units))
-        if bad.size:
-            raise ValueError(f"unit {arr[bad[0]].item()} at position {bad[0]} is outside [0, {n_units}) "
-                             f"({bad.size} such units); ids from the LLM must be made relative first")
-        return arr.astype(np.int64)
 
     def _style_g(self, style: str) -> np.ndarray:
         return self._styles[self.config.style_row(style)].reshape(1, -1, 1).astype(np.float32)
@@ -203,7 +142,7 @@ class EmovaSpeech:
         np.ndarray
             ``[T_x]`` int64.
         """
-        units = self._check_units(units)
+        units = check_units(units, self.config.u2s.n_units)
         self._check_scales(0.0, noise_scale_w, length_scale)
         _, _, logw = self.runner.text(units_to_symbols(units, self.config.u2s), self._style_g(style),
                                       self._sdp_noise(sdp_noise, seed, 0, units.size) * np.float32(noise_scale_w))
@@ -237,7 +176,7 @@ class EmovaSpeech:
         np.ndarray
             ``[256 * T_y]`` float32 waveform in [-1, 1] at :attr:`sample_rate`.
         """
-        units = self._check_units(units)
+        units = check_units(units, self.config.u2s.n_units)
         self._check_scales(noise_scale, noise_scale_w, length_scale)
         g = self._style_g(style)
         sdp = self._sdp_noise(sdp_noise, seed, 0, units.size) * np.float32(noise_scale_w)
@@ -307,125 +246,27 @@ class EmovaSpeech:
             ``[S_i]`` float32 chunks at :attr:`sample_rate`. :attr:`last_stream` records when the
             first chunk's units were final and when its audio came out.
         """
-        if min(chunk_frames, first_chunk_frames, chunk_units, max_text_units) < 1 or min(context_frames,
-                                                                                          lookahead_units) < 0:
-            raise ValueError("chunk sizes must be >= 1 and contexts >= 0")
+        sizes = ChunkSizes(chunk_frames, first_chunk_frames, context_frames, chunk_units, lookahead_units,
+                           max_text_units)
         self._check_scales(noise_scale, noise_scale_w, length_scale)
-        g = self._style_g(style)
-        a = self.config.u2s
-        timing = self.last_stream = StreamReport()
-        pending = []                       # units received so far
-        state = {"done": 0, "frames": 0, "emitted": 0}
-        zs = []                            # final prior samples, [1, D, n] pieces
-
-        def render_units(end: int, last: bool):
-            done = state["done"]
-            hi = len(pending) if last else min(len(pending), end + lookahead_units)
-            lo = min(done, max(0, hi - max_text_units))
-            seq = np.asarray(pending[lo:hi], dtype=np.int64)
-            m_p, logs_p, logw = self.runner.text(units_to_symbols(seq, a), g,
-                                                 unit_noise(seed, lo, hi - lo) * np.float32(noise_scale_w))
-            keep = slice(done - lo, end - lo)
-            dur = durations_from_logw(logw[0, 0, keep], length_scale)
-            timing.durations.extend(dur.tolist())
-            m, logs = np.repeat(m_p[0][:, keep], dur, axis=1), np.repeat(logs_p[0][:, keep], dur, axis=1)
-            if m.shape[1]:
-                noise = frame_noise(seed, state["frames"], m.shape[1], m.shape[0])
-                zs.append(prior_sample(m[None], logs[None], noise, noise_scale))
-                state["frames"] += m.shape[1]
-            state["done"] = end
-
-        def render_audio(last: bool):
-            size = first_chunk_frames if state["emitted"] == 0 else chunk_frames
-            while True:
-                start, n_frames = state["emitted"], state["frames"]
-                if not (n_frames - start >= size + context_frames or (last and n_frames > start)):
-                    return
-                upto = min(n_frames, start + size)
-                if len(zs) > 1:
-                    zs[:] = [np.concatenate(zs, axis=2)]
-                lo, hi = max(0, start - context_frames), min(n_frames, upto + context_frames)
-                wav = self.runner.wave(np.ascontiguousarray(zs[0][:, :, lo:hi]), g)[0, 0]
-                state["emitted"] = upto
-                if np.isnan(timing.first_audio):
-                    timing.first_audio = time.perf_counter()
-                yield wav[(start - lo) * self.hop_length: (upto - lo) * self.hop_length]
-                size = chunk_frames
-
-        incremental = not isinstance(units, (str, np.ndarray, torch.Tensor, list, tuple))
-        if not incremental:
-            whole = self._check_units(units)
-            pending.extend(whole.tolist())
-            timing.first_units_ready = time.perf_counter()
-            render_units(len(pending), last=True)
-        else:
+        render = ChunkedRender(self.runner, self.config.u2s, self._style_g(style), sizes, seed, noise_scale,
+                               noise_scale_w, length_scale, self.hop_length)
+        self.last_stream = render.report
+        n_units = self.config.u2s.n_units
+        if isinstance(units, (str, np.ndarray, torch.Tensor, list, tuple)):  # a whole sequence
+            render.add(check_units(units, n_units))
+        else:  # an iterator of unit chunks
             for piece in units:
-                pending.extend(self._check_units(np.atleast_1d(piece)).tolist())
-                while len(pending) - state["done"] >= chunk_units + lookahead_units:
-                    if state["done"] == 0:
-                        timing.first_units_ready = time.perf_counter()
-                    render_units(state["done"] + chunk_units, last=False)
-                    yield from render_audio(last=False)
-            if not pending:
-                raise ValueError("units is empty; need at least one unit in [0, 4096)")
-            if state["done"] == 0:
-                timing.first_units_ready = time.perf_counter()
-            if state["done"] < len(pending):
-                render_units(len(pending), last=True)
-        if state["frames"] == 0:
-            # Every duration was 0: like decode, one frame with zero mean and unit scale.
-            zero = np.zeros((1, a.inter_channels, 1), np.float32)
-            zs.append(prior_sample(zero, zero, frame_noise(seed, 0, 1, a.inter_channels), noise_scale))
-            state["frames"] = 1
-        yield from render_audio(last=True)
+                render.add(check_units(np.atleast_1d(piece), n_units))
+                while render.ready():
+                    render.units_final()
+                    render.render_units(render.done + sizes.chunk_units, last=False)
+                    yield from render.audio(last=False)
+        yield from render.finish()
 
     # ------------------------------------------------------------------------------------------
     # speech -> units
     # ------------------------------------------------------------------------------------------
-
-    def _check_audio(self, wav, sample_rate) -> tuple[np.ndarray, float]:
-        if isinstance(wav, (str, os.PathLike)):
-            import soundfile as sf
-
-            if not os.path.isfile(wav):
-                raise FileNotFoundError(f"audio file not found: {wav}")
-            data, file_rate = sf.read(os.fspath(wav), dtype="float32", always_2d=False)
-            if sample_rate is not None and sample_rate != file_rate:
-                raise ValueError(f"{wav} is sampled at {file_rate} Hz but sample_rate={sample_rate} was passed")
-            wav, sample_rate = data, file_rate
-        if isinstance(wav, torch.Tensor):
-            wav = wav.detach().cpu().numpy()
-        arr = np.asarray(wav)
-        if sample_rate is None:
-            raise ValueError("sample_rate is required for array input")
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(sample_rate) or not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
-            raise ValueError(f"sample_rate {sample_rate!r} is outside [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz")
-        if arr.dtype == bool or np.issubdtype(arr.dtype, np.complexfloating) or arr.dtype.kind not in "iuf":
-            raise ValueError(f"audio must be real numbers, got dtype {arr.dtype}")
-        if arr.ndim == 2:
-            channel_axis = int(np.argmin(arr.shape))
-            if arr.shape[channel_axis] > MAX_CHANNELS:
-                raise ValueError(f"audio of shape {arr.shape} is not [samples] or [samples, channels] with at most "
-                                 f"{MAX_CHANNELS} channels")
-            if arr.shape[channel_axis] > 1:
-                warnings.warn(f"encode: mixing {arr.shape[channel_axis]} channels down to mono (their mean), as the "
-                              "released pipeline does", stacklevel=3)
-            arr = arr.astype(np.float64).mean(axis=channel_axis)
-        elif arr.ndim != 1:
-            raise ValueError(f"audio must be [samples] or [samples, channels], got shape {arr.shape}")
-        if arr.size == 0:
-            raise ValueError("audio is empty")
-        if arr.dtype.kind in "iu":
-            arr = arr.astype(np.float64) / float(np.iinfo(arr.dtype).max)
-        arr = arr.astype(np.float32)
-        finite = np.isfinite(arr)
-        if not finite.all():
-            first = int(np.flatnonzero(~finite)[0])
-            raise ValueError(f"audio holds non-finite values (NaN or inf), first at sample {first}")
-        if np.abs(arr).max() < SILENCE_PEAK:
-            raise ValueError("audio is silent (every sample below 2^-15 in magnitude); nothing to encode")
-        return arr, float(sample_rate)
 
     def encode(self, wav, sample_rate=16000, reduced: bool = True) -> np.ndarray:
         """Speech -> EMOVA units.
@@ -452,7 +293,7 @@ class EmovaSpeech:
             Empty, silent, non-finite or too-short audio (< 257 samples at 16 kHz), too many channels,
             an absurd sample rate.
         """
-        arr, rate = self._check_audio(wav, sample_rate)
+        arr, rate = read_audio(wav, sample_rate)
         target = self.input_sample_rate
         if rate != target:
             import soxr
@@ -462,14 +303,8 @@ class EmovaSpeech:
         if arr.size < min_len:
             raise ValueError(f"audio is too short: {arr.size} samples at {target} Hz; need at least {min_len} "
                              f"(~{1000 * min_len / target:.0f} ms)")
-        if arr.size <= ONE_PASS_SAMPLES:
-            pieces = [arr]
-        else:
-            pieces = [arr[i: i + PIECE_SAMPLES] for i in range(0, arr.size, PIECE_SAMPLES)]
-            if pieces[-1].size < min_len:   # too short to encode alone: let the previous piece absorb it
-                pieces[-2:] = [np.concatenate(pieces[-2:])]
         out = []
-        for piece in pieces:
+        for piece in encoder_pieces(arr, min_len):
             with torch.inference_mode():
                 feats = self.spiral.features(torch.from_numpy(piece).to(self.device)).float().cpu().numpy()
             out.append(self.runner.units(feats)[0])

@@ -1,6 +1,7 @@
-"""ONNX export (opset 17) and TensorRT engines of the EMOVA speech tokenizer's three graphs (spec §3.2-§3.3).
+"""ONNX export (opset 17) and TensorRT engines of the EMOVA speech tokenizer's three graphs
+(docs/tokenizers.md, "Exported graphs").
 
-Graphs (file stems from :mod:`dynin_rt.tokenizers.emova_runners`)
+Graphs (file stems from :mod:`dynin_rt.tokenizers.emova.runners`)
 -----------------------------------------------------------------
 ``emova_u2s_text``  ids int32 [1, T_x], g [1, 256, 1], sdp_noise [1, 2, T_x] (already times noise_scale_w)
                     -> m_p, logs_p [1, 192, T_x], logw [1, 1, T_x]. Text encoder + stochastic duration
@@ -30,9 +31,9 @@ import warnings
 import torch
 from torch import nn
 
-from ..tokenizers.emova_runners import TEXT_GRAPH, UNITS_GRAPH, WAVE_GRAPH, GraphRunner
-from ..tokenizers.emova_s2u import SpiralNet
-from ..tokenizers.emova_u2s import EmovaVocoder, VocoderText
+from .runners import TEXT_GRAPH, UNITS_GRAPH, WAVE_GRAPH
+from .s2u import SpiralNet
+from .u2s import EmovaVocoder, VocoderText
 
 OPSET = 17
 # Bumped whenever an exported graph changes, so stale cached files are not reused.
@@ -47,11 +48,6 @@ MEL_FRAMES = (16, 1504, 6016)    # 10 ms frames per encoder pass (6016 > the 60 
 def onnx_file_name(graph: str, precision: str = "fp32") -> str:
     """e.g. ``emova_u2s_wave.v1.fp16.onnx``."""
     return f"{graph}.v{EXPORT_VERSION}.{precision}.onnx"
-
-
-def default_cache_dir() -> str:
-    """``$DYNIN_RT_CACHE`` or ``~/.cache/dynin_rt``."""
-    return os.environ.get("DYNIN_RT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "dynin_rt")
 
 
 def checkpoint_digest(ckpt_dir) -> str:
@@ -173,49 +169,20 @@ def emova_profiles(vocoder: EmovaVocoder, spiral: SpiralNet) -> dict[str, list]:
     }
 
 
-def graph_runner(status, vocoder: EmovaVocoder, spiral: SpiralNet, ckpt_dir, export_dir=None,
-                 precision: str = "fp16", device=None) -> GraphRunner:
-    """Export (or reuse) the graphs of a checkpoint and open them on ``status.name``'s backend.
-
-    Parameters
-    ----------
-    status : BackendStatus
-        A resolved ``"onnx"`` or ``"tensorrt"`` backend.
-    vocoder, spiral : EmovaVocoder, SpiralNet
-        The loaded twins of ``ckpt_dir``.
-    ckpt_dir : str or os.PathLike
-        The checkpoint directory (its digest names the cache folder).
-    export_dir : str, optional
-        Folder for ONNX files and engines; default ``<cache>/emova/<digest>``.
-    precision : str
-        TensorRT precision of the wave graph (``"fp16"``, ``"bf16"``, ``"fp32"``); onnxruntime is fp32.
-    device : torch.device, optional
-        onnxruntime: a CPU device forces the CPU provider. TensorRT: the CUDA device to build and run on.
+def build_emova_engines(vocoder: EmovaVocoder, spiral: SpiralNet, out_dir, precision: str = "fp16", device: int = 0,
+                        rebuild: bool = False) -> dict[str, str]:
+    """Export the three graphs for TensorRT (the wave graph in ``precision``, the others fp32;
+    reusing files already in ``out_dir``) and build (or reuse) their engines under ``out_dir/engines``.
 
     Returns
     -------
-    GraphRunner
-        With ``max_frames`` set to the largest ``T_y`` one wave call accepts (None: unbounded).
+    dict of str to str
+        ``{TEXT_GRAPH: engine path, WAVE_GRAPH: engine path, UNITS_GRAPH: engine path}``.
     """
-    from ..tokenizers.backends import BackendUnavailableError, OnnxRunner, TensorRTRunner
+    from ..tensorrt import build_engine
 
-    out_dir = export_dir or os.path.join(default_cache_dir(), "emova", checkpoint_digest(ckpt_dir))
-    device = torch.device(device) if device is not None else None
-    if status.name == "onnx":
-        providers = ["CPUExecutionProvider"] if device is not None and device.type == "cpu" else list(status.providers)
-        paths = export_emova_onnx(vocoder, spiral, out_dir)
-        return GraphRunner("onnx", {g: OnnxRunner(p, providers=providers) for g, p in paths.items()})
-    if device is None or device.type != "cuda":
-        raise BackendUnavailableError(f"the tensorrt backend runs on a CUDA device, not {device}")
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    from .tensorrt import build_engine
-
-    paths = export_emova_onnx(vocoder, spiral, out_dir, wave_precision=precision)
+    paths = export_emova_onnx(vocoder, spiral, out_dir, wave_precision=precision, overwrite=rebuild)
     profiles = emova_profiles(vocoder, spiral)
-    engines = {}
-    for graph, path in paths.items():
-        label = precision if graph == WAVE_GRAPH else "fp32"
-        engine = build_engine(path, profiles[graph], precision=label, cache_dir=os.path.join(out_dir, "engines"),
-                              device=index)
-        engines[graph] = TensorRTRunner(engine, device=index)
-    return GraphRunner("tensorrt", engines, max_frames=WAVE_FRAMES[2])
+    return {graph: build_engine(path, profiles[graph], precision=precision if graph == WAVE_GRAPH else "fp32",
+                                cache_dir=os.path.join(out_dir, "engines"), device=device, rebuild=rebuild)
+            for graph, path in paths.items()}

@@ -22,7 +22,7 @@ import os
 
 import torch
 
-from ..errors import CheckpointError
+from ...errors import CheckpointError
 
 WEIGHTS_FILE = "model.safetensors"
 

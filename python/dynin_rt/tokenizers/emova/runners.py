@@ -11,6 +11,8 @@ so :class:`~dynin_rt.tokenizers.emova.EmovaSpeech` runs the same host code whate
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -70,3 +72,43 @@ class GraphRunner:
 
     def units(self, feats):
         return self.runners[UNITS_GRAPH]({"feats": feats})["units"].astype(np.int64)
+
+
+def graph_runner(status, vocoder, spiral, ckpt_dir, export_dir=None, precision: str = "fp16", device=None) -> GraphRunner:
+    """Export (or reuse) the graphs of a checkpoint and open them on ``status.name``'s backend.
+
+    Parameters
+    ----------
+    status : BackendStatus
+        A resolved ``"onnx"`` or ``"tensorrt"`` backend.
+    vocoder, spiral : EmovaVocoder, SpiralNet
+        The loaded twins of ``ckpt_dir``.
+    ckpt_dir : str or os.PathLike
+        The checkpoint directory (its digest names the cache folder).
+    export_dir : str, optional
+        Folder for ONNX files and engines; default ``<cache>/emova/<digest>``.
+    precision : str
+        TensorRT precision of the wave graph (``"fp16"``, ``"bf16"``, ``"fp32"``); onnxruntime is fp32.
+    device : torch.device, optional
+        onnxruntime: a CPU device forces the CPU provider. TensorRT: the CUDA device to build and run on.
+
+    Returns
+    -------
+    GraphRunner
+        With ``max_frames`` set to the largest ``T_y`` one wave call accepts (None: unbounded).
+    """
+    from ..backends import BackendUnavailableError, OnnxRunner, TensorRTRunner, default_cache_dir
+    from .onnx_export import WAVE_FRAMES, build_emova_engines, checkpoint_digest, export_emova_onnx
+
+    out_dir = export_dir or os.path.join(default_cache_dir(), "emova", checkpoint_digest(ckpt_dir))
+    device = torch.device(device) if device is not None else None
+    if status.name == "onnx":
+        providers = ["CPUExecutionProvider"] if device is not None and device.type == "cpu" else list(status.providers)
+        paths = export_emova_onnx(vocoder, spiral, out_dir)
+        return GraphRunner("onnx", {g: OnnxRunner(p, providers=providers) for g, p in paths.items()})
+    if device is None or device.type != "cuda":
+        raise BackendUnavailableError(f"the tensorrt backend runs on a CUDA device, not {device}")
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    engines = build_emova_engines(vocoder, spiral, out_dir, precision, device=index)
+    return GraphRunner("tensorrt", {g: TensorRTRunner(e, device=index) for g, e in engines.items()},
+                       max_frames=WAVE_FRAMES[2])

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .emova_config import S2UArch
+from .config import S2UArch
 
 # Checkpoint tensors under "encoder." that inference never reads: the CTC head and the masking
 # embedding of pre-training.
@@ -258,8 +258,8 @@ class SpiralNet(nn.Module):
         return self.encoder.wav2spec(wav)
 
     def load(self, ledger) -> None:
-        """Fill every tensor from a :class:`~dynin_rt.tokenizers.emova_weights.CheckpointLedger`."""
-        from ..errors import CheckpointError
+        """Fill every tensor from a :class:`~dynin_rt.tokenizers.emova.weights.CheckpointLedger`."""
+        from ...errors import CheckpointError
 
         ledger.drop(ENCODER_UNUSED)
         ledger.load_module(self, "encoder.", optional=ENCODER_OPTIONAL)

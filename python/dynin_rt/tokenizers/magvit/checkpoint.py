@@ -1,4 +1,5 @@
-"""Reading a MAGVIT-v2 checkpoint directory in the ``showlab/magvitv2`` layout (spec §1.1).
+"""Reading a MAGVIT-v2 checkpoint directory in the ``showlab/magvitv2`` layout
+(docs/tokenizers.md, "MAGVIT-v2").
 
 The directory holds ``config.json`` (official: class/version metadata only) and
 ``pytorch_model.safetensors`` (fp32; note Show-o's non-standard file name). Loading is strict:
@@ -6,7 +7,7 @@ every parameter of the network must be present with its exact shape, and any ext
 error; messages name the offending keys.
 
 NOTE(magvit): the two LFQ buffers ``quantize.embedding`` and ``quantize.power_vals`` are fixed
-functions of the bit count. The released file is believed to contain them (spec §1.1, inferred), so
+functions of the bit count. The released file is believed to contain them (inferred, not seen), so
 they are accepted when present (and must then equal the table this runtime computes, since a
 different table would silently change every code), and not required when absent.
 """
@@ -17,8 +18,8 @@ import os
 
 import torch
 
-from ..errors import CheckpointError
-from .magvit_net import LFQuantizer, MagvitConfig, MagvitModel
+from ...errors import CheckpointError
+from .net import LFQuantizer, MagvitConfig, MagvitModel
 
 WEIGHTS_NAME = "pytorch_model.safetensors"
 CONFIG_NAME = "config.json"

@@ -1,4 +1,5 @@
-"""ONNX export of the MAGVIT-v2 decoder and encoder (opset 17), from the PyTorch twin (spec §3.1).
+"""ONNX export of the MAGVIT-v2 decoder and encoder (opset 17), from the PyTorch twin
+(docs/tokenizers.md, "Exported graphs").
 
 Graphs
 ------
@@ -30,13 +31,15 @@ import warnings
 import torch
 from torch import nn
 
-from ..tokenizers.magvit_checkpoint import load_magvit_model
-from ..tokenizers.magvit_net import DOWNSAMPLE, MagvitModel
+from .checkpoint import load_magvit_model
+from .net import DOWNSAMPLE, MagvitModel
 
 OPSET = 17
 # Bumped whenever the exported graphs change, so stale cached files are not reused.
 EXPORT_VERSION = 1
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# Token grids the runtime uses (336, 480 and 512 px); TensorRT gets one optimization profile each.
+DEFAULT_GRIDS = (21, 30, 32)
 
 
 def onnx_file_name(part: str, precision: str = "fp32") -> str:
@@ -180,3 +183,47 @@ def export_magvit_onnx(ckpt_dir, out_dir, precision: str = "fp32", overwrite: bo
         export_decoder_onnx(model, paths["decoder"], precision)
         export_encoder_onnx(model, paths["encoder"], precision)
     return paths
+
+
+def magvit_profiles(part: str, grids: tuple[int, ...], max_batch: int) -> list[dict[str, tuple]]:
+    """TensorRT optimization profiles: one per grid (batch 1..max_batch) and a catch-all for others.
+
+    Parameters
+    ----------
+    part : str
+        ``"decoder"`` (input ``codes`` [B, s, s]) or ``"encoder"`` (input ``pixels`` [B, 3, 16s, 16s]).
+    grids : tuple of int
+        Grid sides s.
+    max_batch : int
+
+    Returns
+    -------
+    list of dict
+        ``{input_name: (min_shape, opt_shape, max_shape)}`` per profile.
+    """
+    def shape(b, s):
+        return (b, s, s) if part == "decoder" else (b, 3, DOWNSAMPLE * s, DOWNSAMPLE * s)
+
+    name = "codes" if part == "decoder" else "pixels"
+    top = max(grids)
+    profiles = [{name: (shape(1, s), shape(1, s), shape(max_batch, s))} for s in sorted(set(grids))]
+    profiles.append({name: (shape(1, 1), shape(1, top), shape(max_batch, top))})
+    return profiles
+
+
+def build_magvit_engines(ckpt_dir, out_dir, precision: str = "fp16", grids: tuple[int, ...] = DEFAULT_GRIDS,
+                         max_batch: int = 4, device: int = 0, rebuild: bool = False) -> dict[str, str]:
+    """Export both graphs in ``precision`` (reusing files already in ``out_dir``) and build (or reuse)
+    their TensorRT engines under ``out_dir/engines``: one profile per grid plus a catch-all.
+
+    Returns
+    -------
+    dict of str to str
+        ``{"decoder": engine path, "encoder": engine path}``.
+    """
+    from ..tensorrt import build_engine
+
+    paths = export_magvit_onnx(ckpt_dir, out_dir, precision, overwrite=rebuild)
+    return {part: build_engine(path, magvit_profiles(part, grids, max_batch), precision=precision,
+                               cache_dir=os.path.join(out_dir, "engines"), device=device, rebuild=rebuild)
+            for part, path in paths.items()}

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .emova_config import U2SArch
+from .config import U2SArch
 
 GAMMA_BETA = {"weight": "GAMMA", "bias": "BETA"}
 

@@ -1,4 +1,5 @@
-"""Generic TensorRT engine builder from an ONNX file, with an on-disk engine cache (spec §3.1).
+"""Generic TensorRT engine builder from an ONNX file, with an on-disk engine cache
+(docs/tokenizers.md, "TensorRT engines").
 
 Shared by the image (MAGVIT) and speech tokenizers. Requires TensorRT >= 10, imported lazily.
 
@@ -7,7 +8,7 @@ Precision model
 Networks are built **strongly typed**: the ONNX file decides every tensor's type. That is the only
 mode TensorRT 11 has (its FP16/BF16 builder flags are removed), and in 10.x it is the flag
 ``STRONGLY_TYPED``. So reduced precision comes from a mixed-precision ONNX file (e.g.
-``dynin_rt.export.magvit_onnx`` with ``precision="fp16"``: convs in fp16, normalisation and softmax
+``dynin_rt.tokenizers.magvit.onnx_export`` with ``precision="fp16"``: convs in fp16, normalisation and softmax
 in fp32 by explicit Casts), and the same file builds the same engine on 10.x and 11.x. ``precision``
 here is only a label of that file, part of the cache key, plus the TF32 switch for fp32 files.
 
@@ -30,19 +31,11 @@ import json
 import os
 import re
 
-from ..tokenizers.backends import BackendUnavailableError, probe_tensorrt
+from .backends import BackendUnavailableError, file_sha256, probe_tensorrt
 
 ENGINE_PRECISIONS = ("fp32", "fp16", "bf16")
 # Layer types kept in fp32 by a weakly typed reduced-precision build (names of trt.LayerType).
 WEAK_FP32_LAYERS = ("NORMALIZATION", "SOFTMAX", "REDUCE", "MATRIX_MULTIPLY")
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _gpu_identity(device: int) -> tuple[str, str]:
@@ -93,7 +86,7 @@ def engine_cache_key(
     """
     fields = {
         "onnx": os.path.basename(onnx_path),
-        "onnx_sha256": _sha256(onnx_path),
+        "onnx_sha256": file_sha256(onnx_path),
         "precision": precision,
         "weak_typing": weak_typing,
         "profiles": [{k: [list(s) for s in v] for k, v in sorted(p.items())} for p in profiles],
@@ -153,6 +146,45 @@ def build_engine(
     RuntimeError
         The ONNX parser or the builder failed; the message carries the parser's errors.
     """
+    trt = _tensorrt_module(precision, weak_typing)
+    onnx_path = os.fspath(onnx_path)
+    profiles = _check_profiles(profiles)
+    cache_dir = os.fspath(cache_dir) if cache_dir is not None else os.path.join(
+        os.path.dirname(os.path.abspath(onnx_path)), "engines")
+    os.makedirs(cache_dir, exist_ok=True)
+    gpu = _gpu_identity(device)
+    meta = engine_cache_key(onnx_path, profiles, precision, gpu, trt.__version__, weak_typing)
+    stem = os.path.splitext(os.path.basename(onnx_path))[0]
+    engine_path = os.path.join(cache_dir, f"{stem}.{meta['key']}.engine")
+    if os.path.isfile(engine_path) and not rebuild:
+        return engine_path
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    # the parser and the timing cache stay referenced until the build: the network and the builder
+    # config point into them
+    network, parser = _parse_onnx(trt, builder, logger, onnx_path, weak_typing)
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+    _set_precision(trt, config, network, precision, weak_typing, fp32_layers)
+    _add_profiles(builder, config, network, profiles, onnx_path)
+    timing_path, timing_cache = _load_timing_cache(trt, config, cache_dir, gpu[0])
+
+    import torch
+
+    with torch.cuda.device(device):
+        serialized = builder.build_serialized_network(network, config)
+    del parser, timing_cache
+    if serialized is None:
+        raise RuntimeError(f"TensorRT {trt.__version__} failed to build an engine from {onnx_path} (see its log above)")
+    _write_atomic(engine_path, bytes(serialized))
+    _write_atomic(timing_path, bytes(config.get_timing_cache().serialize()))
+    _write_atomic(engine_path[: -len(".engine")] + ".json", json.dumps(meta, indent=2).encode())
+    return engine_path
+
+
+def _tensorrt_module(precision: str, weak_typing: bool):
+    """``import tensorrt``, after checking that it and a GPU are here and can do what is asked."""
     status = probe_tensorrt()
     if not status.available:
         raise BackendUnavailableError(f"cannot build a TensorRT engine: {status.reason}")
@@ -166,21 +198,11 @@ def build_engine(
         raise BackendUnavailableError(
             f"TensorRT {trt.__version__} has no weak typing; export a mixed-precision ONNX file instead"
         )
-    onnx_path = os.fspath(onnx_path)
-    profiles = _check_profiles(profiles)
-    if cache_dir is None:
-        cache_dir = os.path.join(os.path.dirname(os.path.abspath(onnx_path)), "engines")
-    cache_dir = os.fspath(cache_dir)
-    os.makedirs(cache_dir, exist_ok=True)
-    gpu = _gpu_identity(device)
-    meta = engine_cache_key(onnx_path, profiles, precision, gpu, trt.__version__, weak_typing)
-    stem = os.path.splitext(os.path.basename(onnx_path))[0]
-    engine_path = os.path.join(cache_dir, f"{stem}.{meta['key']}.engine")
-    if os.path.isfile(engine_path) and not rebuild:
-        return engine_path
+    return trt
 
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
+
+def _parse_onnx(trt, builder, logger, onnx_path: str, weak_typing: bool):
+    """(network, parser) of an ONNX file, strongly typed unless ``weak_typing``."""
     flags = 0
     if not weak_typing and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
@@ -189,25 +211,30 @@ def build_engine(
     if not parser.parse_from_file(onnx_path):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise RuntimeError(f"TensorRT {trt.__version__} could not parse {onnx_path}: {errors}")
+    return network, parser
 
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+
+def _set_precision(trt, config, network, precision: str, weak_typing: bool, fp32_layers: tuple[str, ...]) -> None:
     if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
         # The fp32 engine is the parity reference; TF32 would round matmul/conv inputs to 10 bits.
         config.clear_flag(trt.BuilderFlag.TF32)
-    if weak_typing and precision != "fp32":
-        config.set_flag(trt.BuilderFlag.FP16 if precision == "fp16" else trt.BuilderFlag.BF16)
-        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-        keep = {getattr(trt.LayerType, name) for name in fp32_layers}
-        for i in range(network.num_layers):
-            layer = network.get_layer(i)
-            if layer.type in keep:
-                layer.precision = trt.float32
-                for j in range(layer.num_outputs):
-                    layer.set_output_type(j, trt.float32)
-    inputs = {network.get_input(i).name: network.get_input(i) for i in range(network.num_inputs)}
+    if not weak_typing or precision == "fp32":
+        return
+    config.set_flag(trt.BuilderFlag.FP16 if precision == "fp16" else trt.BuilderFlag.BF16)
+    config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    keep = {getattr(trt.LayerType, name) for name in fp32_layers}
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.type in keep:
+            layer.precision = trt.float32
+            for j in range(layer.num_outputs):
+                layer.set_output_type(j, trt.float32)
+
+
+def _add_profiles(builder, config, network, profiles: list[dict[str, tuple]], onnx_path: str) -> None:
+    inputs = {network.get_input(i).name for i in range(network.num_inputs)}
     for prof in profiles:
-        unknown = set(prof) - set(inputs)
+        unknown = set(prof) - inputs
         if unknown:
             raise ValueError(f"profile names inputs {sorted(unknown)} that {onnx_path} lacks (it has {sorted(inputs)})")
         opt_profile = builder.create_optimization_profile()
@@ -215,25 +242,18 @@ def build_engine(
             opt_profile.set_shape(name, lo, opt, hi)
         config.add_optimization_profile(opt_profile)
 
-    gpu_tag = re.sub(r"[^A-Za-z0-9]+", "_", gpu[0]).strip("_")
+
+def _load_timing_cache(trt, config, cache_dir: str, gpu_name: str):
+    """Attach this GPU's and TensorRT version's timing cache (empty when new); returns (its path, it)."""
+    gpu_tag = re.sub(r"[^A-Za-z0-9]+", "_", gpu_name).strip("_")
     timing_path = os.path.join(cache_dir, f"timing.{gpu_tag}.trt{trt.__version__}.cache")
     timing_bytes = b""
     if os.path.isfile(timing_path):
         with open(timing_path, "rb") as f:
             timing_bytes = f.read()
-    timing_cache = config.create_timing_cache(timing_bytes)
-    config.set_timing_cache(timing_cache, ignore_mismatch=False)
-
-    import torch
-
-    with torch.cuda.device(device):
-        serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise RuntimeError(f"TensorRT {trt.__version__} failed to build an engine from {onnx_path} (see its log above)")
-    _write_atomic(engine_path, bytes(serialized))
-    _write_atomic(timing_path, bytes(config.get_timing_cache().serialize()))
-    _write_atomic(engine_path[: -len(".engine")] + ".json", json.dumps(meta, indent=2).encode())
-    return engine_path
+    cache = config.create_timing_cache(timing_bytes)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    return timing_path, cache
 
 
 def _write_atomic(path: str, data: bytes) -> None:

@@ -1,4 +1,5 @@
-"""Image and video frame handling around the MAGVIT-v2 tokenizer (spec §1.6).
+"""Image and video frame handling around the MAGVIT-v2 tokenizer (docs/tokenizers.md,
+"Pre- and post-processing").
 
 Preprocessing reproduces the official ``image_transform`` (torchvision on PIL images): resize the
 shorter side to R with PIL bicubic (the longer side becomes ``int(R * long / short)``), center-crop
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .magvit_net import DOWNSAMPLE
+from .net import DOWNSAMPLE
 
 RESOLUTION_UNDERSTANDING = 336  # MMU / i2i inputs: 21 x 21 tokens
 RESOLUTION_GENERATION = 512  # t2i outputs: 32 x 32 tokens

@@ -1,4 +1,5 @@
-"""MAGVIT-v2 network (Show-o ``MAGVITv2``): encoder, lookup-free quantizer, decoder (spec §1.2-§1.5).
+"""MAGVIT-v2 network (Show-o ``MAGVITv2``): encoder, lookup-free quantizer, decoder
+(docs/tokenizers.md, "MAGVIT-v2").
 
 Module and parameter names reproduce the released ``showlab/magvitv2`` state dict exactly, so the
 checkpoint loads with strict key matching; the layout is described by :class:`MagvitConfig`.

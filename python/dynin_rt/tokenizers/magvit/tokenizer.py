@@ -1,4 +1,5 @@
-"""MAGVIT-v2 image tokenizer, public API: codes <-> uint8 images on a chosen backend (spec §1, §3.1).
+"""MAGVIT-v2 image tokenizer, public API: codes <-> uint8 images on a chosen backend
+(docs/tokenizers.md, "MAGVIT-v2" and "Exported graphs").
 
 ``MagvitV2.from_pretrained(dir, backend=...)`` loads a ``showlab/magvitv2`` checkpoint directory and
 runs it on PyTorch, onnxruntime or TensorRT (:mod:`dynin_rt.tokenizers.backends`). Exported ONNX
@@ -17,40 +18,24 @@ Invariants
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 
 import numpy as np
 import torch
 
-from .backends import BackendStatus, OnnxRunner, TensorRTRunner, resolve_backend
-from .magvit_checkpoint import load_magvit_model, read_magvit_config, weights_path
-from .magvit_image import (
+from ..backends import BackendStatus, OnnxRunner, TensorRTRunner, default_cache_dir, file_sha256, resolve_backend
+from .checkpoint import load_magvit_model, read_magvit_config, weights_path
+from .image import (
     RESOLUTION_UNDERSTANDING,
     VIDEO_FRAMES,
     postprocess_pixels,
     preprocess_images,
     sample_frame_indices,
 )
-from .magvit_net import CODEBOOK_SIZE, DOWNSAMPLE, LFQuantizer, MagvitConfig
+from .net import CODEBOOK_SIZE, DOWNSAMPLE, LFQuantizer, MagvitConfig
 
-PRECISIONS = ("fp16", "bf16", "fp32")
-# Token grids the runtime uses (336, 480 and 512 px); TensorRT gets one optimization profile each.
-DEFAULT_GRIDS = (21, 30, 32)
-
-
-def default_cache_dir() -> str:
-    """``$DYNIN_RT_CACHE`` or ``~/.cache/dynin_rt``: where exported ONNX files and engines live."""
-    return os.environ.get("DYNIN_RT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "dynin_rt")
-
-
-def _file_digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from .onnx_export import DEFAULT_GRIDS, PRECISIONS, build_magvit_engines, export_magvit_onnx
 
 
 def validate_codes(codes) -> torch.Tensor:
@@ -196,42 +181,27 @@ class MagvitV2:
         MagvitV2
         """
         if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+            raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
         status = resolve_backend(backend)
         config = read_magvit_config(path)
-        wpath = weights_path(path)
         if status.name == "torch":
-            if device is None:
-                device = "cuda" if torch.cuda.is_available() else "cpu"
-            dev = torch.device(device)
+            dev = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
             return cls(config, status, dev, model=load_magvit_model(path, dev))
-
-        from ..export.magvit_onnx import export_magvit_onnx
-
-        art_dir = os.path.join(cache_dir or default_cache_dir(), "magvit", _file_digest(wpath)[:16])
+        # exported files are derived from the weights: cached under a digest of them
+        art_dir = os.path.join(cache_dir or default_cache_dir(), "magvit", file_sha256(weights_path(path))[:16])
         if status.name == "onnx":
-            onnx_paths = export_magvit_onnx(path, art_dir, "fp32")  # reuses files already there
             providers = list(status.providers)
             if device is not None and torch.device(device).type == "cpu":
                 providers = ["CPUExecutionProvider"]  # an explicit CPU request wins over a visible GPU
-            return cls(
-                config, status, "cpu",
-                decoder=OnnxRunner(onnx_paths["decoder"], providers=providers),
-                encoder=OnnxRunner(onnx_paths["encoder"], providers=providers),
-            )
-        from ..export.tensorrt import build_engine
-
+            paths = export_magvit_onnx(path, art_dir, "fp32")  # reuses files already there
+            runners = {part: OnnxRunner(p, providers=providers) for part, p in paths.items()}
+            return cls(config, status, "cpu", decoder=runners["decoder"], encoder=runners["encoder"])
         dev = torch.device(device) if device is not None else torch.device("cuda")
         if dev.type != "cuda":
             raise ValueError(f"the tensorrt backend runs on CUDA devices only, got device={device!r}")
-        onnx_paths = export_magvit_onnx(path, art_dir, precision)
-        engines = {}
-        for part in ("decoder", "encoder"):
-            profiles = magvit_profiles(part, grids, max_batch)
-            engine = build_engine(onnx_paths[part], profiles, precision=precision,
-                                  cache_dir=os.path.join(art_dir, "engines"), device=dev.index or 0)
-            engines[part] = TensorRTRunner(engine, device=dev.index or 0)
-        return cls(config, status, dev, decoder=engines["decoder"], encoder=engines["encoder"], max_batch=max_batch)
+        engines = build_magvit_engines(path, art_dir, precision, grids, max_batch, device=dev.index or 0)
+        runners = {part: TensorRTRunner(e, device=dev.index or 0) for part, e in engines.items()}
+        return cls(config, status, dev, decoder=runners["decoder"], encoder=runners["encoder"], max_batch=max_batch)
 
     # -----------------------------------------------------------------------------------------
     # decode
@@ -353,29 +323,3 @@ class MagvitV2:
         idx = sample_frame_indices(len(frames), num_frames)
         picked = frames[idx] if isinstance(frames, np.ndarray) else [frames[i] for i in idx]
         return self.encode(picked, resolution=resolution)
-
-
-def magvit_profiles(part: str, grids: tuple[int, ...], max_batch: int) -> list[dict[str, tuple]]:
-    """TensorRT optimization profiles: one per grid (batch 1..max_batch) and a catch-all for others.
-
-    Parameters
-    ----------
-    part : str
-        ``"decoder"`` (input ``codes`` [B, s, s]) or ``"encoder"`` (input ``pixels`` [B, 3, 16s, 16s]).
-    grids : tuple of int
-        Grid sides s.
-    max_batch : int
-
-    Returns
-    -------
-    list of dict
-        ``{input_name: (min_shape, opt_shape, max_shape)}`` per profile.
-    """
-    def shape(b, s):
-        return (b, s, s) if part == "decoder" else (b, 3, DOWNSAMPLE * s, DOWNSAMPLE * s)
-
-    name = "codes" if part == "decoder" else "pixels"
-    top = max(grids)
-    profiles = [{name: (shape(1, s), shape(1, s), shape(max_batch, s))} for s in sorted(set(grids))]
-    profiles.append({name: (shape(1, 1), shape(1, top), shape(max_batch, top))})
-    return profiles
