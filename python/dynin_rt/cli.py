@@ -1,4 +1,4 @@
-"""The dynin-rt command: generate (every task), export, bench, demo."""
+"""The dynin-rt command: generate (every task), export, bench, demo, serve."""
 from __future__ import annotations
 
 import argparse
@@ -124,6 +124,10 @@ def main(argv=None) -> int:
     d.add_argument("--no-reference", action="store_true")
     d.set_defaults(func=lambda a: __import__("dynin_rt.demo", fromlist=["main"]).main(
         ["--out", a.out] + (["--checkpoint", a.checkpoint] if a.checkpoint else []) + (["--no-reference"] if a.no_reference else [])))
+
+    from .serve.cli import add_parser as add_serve_parser
+
+    add_serve_parser(sub)
 
     args = parser.parse_args(argv)
     try:
