@@ -151,8 +151,7 @@ async def _spoken(svc: Service, job: schemas.Job, text: str, request: Request) -
     if not text.strip():
         samples, rate = [], 22050
     else:
-        speech = schemas.Job({"prompt": text, "output": "speech", "voice": job.voice,
-                              "seed": job.request.get("seed", 0)}, "t2s")
+        speech = schemas.Job({"prompt": text, "output": "speech", "voice": job.voice, **job.speech}, "t2s")
         spoken = await svc.run(speech, request.is_disconnected)
         samples, rate = spoken.audio, spoken.sample_rate
     data = responses.encode_audio(samples, rate, job.fmt)

@@ -57,6 +57,7 @@ class Job:
     voice: str | None = None
     fmt: str | None = None
     include_usage: bool = False
+    speech: dict = field(default_factory=dict)
 
 
 def _bad(message: str, param: str | None = None, code: str | None = None) -> ApiError:
@@ -220,7 +221,7 @@ def chat(body: dict, limits: Limits) -> Job:
     options.update(text_schedule(task, max_tokens, options))
     job = Job({**request, **options}, task, stream=_stream_flag(body), max_tokens=max_tokens)
     job.include_usage = bool((body.get("stream_options") or {}).get("include_usage")) if job.stream else False
-    _chat_audio(body, job)
+    _chat_audio(body, job, limits)
     return job
 
 
@@ -231,7 +232,9 @@ def _stream_flag(body) -> bool:
     return value
 
 
-def _chat_audio(body: dict, job: Job) -> None:
+def _chat_audio(body: dict, job: Job, limits: Limits) -> None:
+    """modalities ["audio"]: the answer is spoken too; extra field speech_options: the speech
+    sampler's options (max_new_tokens, steps, block_length, cfg_scale, mode, threshold, temperature)."""
     modalities = body.get("modalities") or ["text"]
     if not isinstance(modalities, list) or not set(modalities) <= {"text", "audio"}:
         raise _bad("modalities is a list of text and audio", "modalities")
@@ -243,6 +246,12 @@ def _chat_audio(body: dict, job: Job) -> None:
     audio = body.get("audio") or {}
     job.voice = _voice(audio.get("voice"), "audio.voice")
     job.fmt = _choice(audio, "format", CHAT_AUDIO_FORMATS, default="wav")
+    speech = body.get("speech_options") or {}
+    if not isinstance(speech, dict):
+        raise _bad("speech_options must be an object", "speech_options")
+    job.speech = _diffusion(speech, limits, names=("steps", "block_length", "mode", "threshold", "cfg_scale",
+                                                   "max_new_tokens"))
+    job.speech.setdefault("seed", job.request.get("seed", 0))
 
 
 def _voice(voice, param: str) -> str:
