@@ -5,8 +5,8 @@ the ``dynin_rt.generate`` keywords plus what the answer needs, or an :class:`Api
 Fields of the OpenAI API the model has no use for (``top_p``, ``user``, ``language``...) are
 ignored; fields that would change the answer in a way the server cannot honour (``n`` > 1, tools,
 logprobs, several turns) are refused. The diffusion options come as extra fields (``extra_body`` in
-the openai client): steps, block_length, mode, threshold, cfg_scale, and for speech
-max_new_tokens.
+the openai client): steps, block_length, mode, threshold, cfg_scale, seed; for speech
+max_new_tokens; for image and video questions resolution and frames.
 """
 from __future__ import annotations
 
@@ -117,6 +117,8 @@ def _diffusion(body, limits: Limits, names=("steps", "block_length", "mode", "th
         "threshold": _float(body, "threshold", 0.0, 1.0) if "threshold" in names else None,
         "cfg_scale": _float(body, "cfg_scale", 0.0, 100.0) if "cfg_scale" in names else None,
         "max_new_tokens": _int(body, "max_new_tokens", 1, limits.max_context) if "max_new_tokens" in names else None,
+        "resolution": _int(body, "resolution", 16, 4096) if "resolution" in names else None,
+        "frames": _int(body, "frames", 1, 64) if "frames" in names else None,
         "temperature": _float(body, "temperature", 0.0, 10.0),
         "seed": _int(body, "seed", -(1 << 63), (1 << 64) - 1),
     }
@@ -215,7 +217,8 @@ def chat(body: dict, limits: Limits) -> Job:
         task = select_task(request["prompt"], request.get("image"), request.get("video"), request.get("audio"), "text")
     except ValueError as exc:
         raise _bad(str(exc), "messages") from exc
-    options = _diffusion(body, limits)
+    options = _diffusion(body, limits, names=("steps", "block_length", "mode", "threshold", "cfg_scale", "resolution",
+                                              "frames"))
     max_tokens = _int(body, "max_completion_tokens", 1, limits.max_context)
     max_tokens = _int(body, "max_tokens", 1, limits.max_context) if max_tokens is None else max_tokens
     options.update(text_schedule(task, max_tokens, options))
