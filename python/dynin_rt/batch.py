@@ -196,7 +196,9 @@ def _image_canvases(denoiser: Denoiser, row: _Row, phases: Phases) -> tuple[Canv
 
 def _outcome(stats, cancels: list, i: int, make: Callable[[], Result]):
     if (stats is not None and stats.cancelled_rows and stats.cancelled_rows[i]) or cancels[i].cancelled:
-        return Cancelled("generation cancelled")
+        cancelled = Cancelled("generation cancelled")
+        cancelled.stats = stats.to_dict() if stats is not None else {}  # what the batch did before the row stopped
+        return cancelled
     try:
         return make()
     except ValueError as exc:

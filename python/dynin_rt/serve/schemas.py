@@ -28,6 +28,7 @@ OPENAI_VOICES = {
 }
 SPEECH_FORMATS = ("mp3", "wav", "flac", "opus", "pcm")
 CHAT_AUDIO_FORMATS = ("wav", "mp3", "flac", "opus", "pcm16")
+DIFFUSION_OPTIONS = ("steps", "block_length", "mode", "threshold", "cfg_scale", "max_new_tokens", "resolution", "frames")
 MAX_INPUT_CHARS = 4096  # the speech endpoint's input limit, as OpenAI's
 
 
@@ -109,7 +110,11 @@ def _one(body, name: str, what: str) -> None:
 
 
 def _diffusion(body, limits: Limits, names=("steps", "block_length", "mode", "threshold", "cfg_scale")) -> dict:
-    """The extra_body diffusion options present in the request, checked for type and range."""
+    """The extra_body diffusion options present in the request, checked for type and range; those
+    that do not apply to the endpoint are refused rather than ignored."""
+    for name in DIFFUSION_OPTIONS:
+        if name not in names and body.get(name) is not None:
+            raise _bad(f"{name} does not apply here (this endpoint takes {', '.join(names)}, temperature, seed)", name)
     out = {
         "steps": _int(body, "steps", 1, 16384) if "steps" in names else None,
         "block_length": _int(body, "block_length", 1, limits.max_context) if "block_length" in names else None,
