@@ -6,6 +6,11 @@ import base64
 import concurrent.futures
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import httpx
 import numpy as np
@@ -16,9 +21,10 @@ from PIL import Image
 
 import dynin_rt
 from dynin_rt import prompts
+from dynin_rt.cli import main
 from dynin_rt.demo_inputs import sample_image, sample_speech, sample_video, write_video
 from dynin_rt.serve.app import build_app
-from dynin_rt.serve.local import background
+from dynin_rt.serve.local import background, free_port
 from dynin_rt.serve.service import ServeConfig
 
 FAST = {"steps": 4}
@@ -191,3 +197,35 @@ def test_models_health_metrics(client, server):
     for family in ("dynin_rt_queue_depth", "dynin_rt_batch_size_bucket", "dynin_rt_forwards_per_second",
                    "dynin_rt_tokens_per_second", 'dynin_rt_request_latency_seconds_bucket{task="t2t"'):
         assert family in text
+
+
+def test_serve_command_runs_the_demo_model_in_a_private_folder(tmp_path):
+    port = free_port()
+    env = dict(os.environ, TMPDIR=str(tmp_path))  # the demo checkpoint goes to a fresh folder in here
+    proc = subprocess.Popen([sys.executable, "-m", "dynin_rt.cli", "serve", "--demo-model", "--port", str(port),
+                             "--api-key", "k", "--log-level", "warning"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the server did not come up"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        assert len(list(tmp_path.glob("dynin_rt_serve_demo_*"))) == 1
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0)
+        r = client.chat.completions.create(model="dynin-omni-demo", messages=[{"role": "user", "content": "Hi"}],
+                                           max_tokens=8, extra_body=FAST)
+        assert r.choices[0].message.content is not None
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+    assert proc.returncode == 0 and not list(tmp_path.glob("dynin_rt_serve_demo_*"))  # the private folder is gone
+
+
+def test_serve_command_needs_a_model(capsys):
+    assert main(["serve"]) == 2
+    assert "pass a model directory or --demo-model" in capsys.readouterr().err
