@@ -80,8 +80,12 @@ bool on_main_thread() {
 }  // namespace
 
 LoopControl loop_control(const py::object& on_block, int64_t batch, int64_t length, const py::object& cancel,
-                         const py::object& row_cancel) {
+                         const py::object& row_cancel, const std::string& plans, bool graphs) {
     LoopControl c;
+    c.graphs = graphs;
+    if (plans == "step") c.plans = PlanMode::kPerStep;
+    else if (plans == "block") c.plans = PlanMode::kPerBlock;
+    else DYNIN_CHECK_ARG(plans == "auto", "plans must be auto, step or block, not ", plans);
     if (!cancel.is_none()) c.all = cancel.cast<CancelToken>();
     if (!row_cancel.is_none()) c.rows = row_cancel.cast<std::vector<CancelToken>>();
     if (!on_block.is_none()) {

@@ -22,8 +22,9 @@ pybind11::dict stats_dict(const SamplerStats& s);
 
 // The control of a call made from Python: cancel tokens, the streaming callback (GIL taken for the
 // call only) and, when the call runs on the main thread, a Ctrl-C check before every step.
+// plans: "auto", "step" or "block" (PlanMode); graphs: record and replay device-resident steps.
 LoopControl loop_control(const pybind11::object& on_block, int64_t batch, int64_t length, const pybind11::object& cancel,
-                         const pybind11::object& row_cancel);
+                         const pybind11::object& row_cancel, const std::string& plans, bool graphs);
 
 // Messages may quote bytes from a hostile file: decode them leniently.
 void set_error(PyObject* type, const char* what);

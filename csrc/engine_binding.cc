@@ -61,8 +61,11 @@ py::array_t<float> logits(PyEngine& e, const py::array& ids, const py::object& k
     const CanvasLayout layout(B, T, rows.keep.empty() ? nullptr : rows.keep.data());
     std::vector<int64_t> head(static_cast<size_t>(layout.slots()));
     for (int64_t i = 0; i < layout.slots(); ++i) head[i] = i;
+    Backend* be = e.engine->backend();
+    DeviceBuffer canvas(be, sizeof(int32_t) * rows.ids.size());
+    be->copy_to_device(canvas.as<void>(), rows.ids.data(), sizeof(int32_t) * rows.ids.size());
     Workspace ws;
-    const float* d_logits = e.engine->forward({rows.ids.data(), &layout, nullptr, nullptr, false, &head, {{0, 0, V}}}, ws);
+    const float* d_logits = e.engine->forward({canvas.as<int32_t>(), B, nullptr, &layout, nullptr, nullptr, false, &head, {{0, 0, V}}}, ws);
     std::vector<float> host(static_cast<size_t>(layout.slots() * V));
     e.engine->backend()->copy_to_host(host.data(), d_logits, sizeof(float) * host.size());
     std::fill(dst, dst + B * T * V, std::numeric_limits<float>::quiet_NaN());
@@ -77,13 +80,13 @@ py::array_t<float> logits(PyEngine& e, const py::array& ids, const py::object& k
 // prompt_ids [B, P] (row lengths [B] for a ragged batch) -> (canvas [B, T], stats)
 py::tuple generate_text(PyEngine& e, const py::array& prompt, const py::object& keep, const LladaParams& p,
                         const py::object& lengths, const py::object& on_block, const py::object& cancel,
-                        const py::object& row_cancel) {
+                        const py::object& row_cancel, const std::string& plans, bool graphs) {
     const TokenRows rows = binding::token_rows(prompt, keep, lengths, "prompt_ids");
     DYNIN_CHECK_ARG(p.gen_lengths.empty() || static_cast<int64_t>(p.gen_lengths.size()) == rows.batch, "one gen length per row");
     int64_t T = 0;
     for (int64_t b = 0; b < rows.batch; ++b)
         T = std::max(T, rows.row_length(b) + (p.gen_lengths.empty() ? p.gen_length : p.gen_lengths[b]));
-    LoopControl control = binding::loop_control(on_block, rows.batch, T, cancel, row_cancel);
+    LoopControl control = binding::loop_control(on_block, rows.batch, T, cancel, row_cancel, plans, graphs);
     SamplerStats stats;
     std::vector<int32_t> out;
     {
@@ -98,11 +101,11 @@ py::tuple generate_text(PyEngine& e, const py::array& prompt, const py::object& 
 // canvas [B, T] + keep-mask, uncond twins or None -> (codes [B, N], stats)
 py::tuple generate_image(PyEngine& e, const py::array& canvas, const py::object& keep, const py::object& uncond,
                          const py::object& uncond_keep, const MaskgitParams& p, const py::object& cancel,
-                         const py::object& row_cancel) {
+                         const py::object& row_cancel, const std::string& plans, bool graphs) {
     const TokenRows rows = binding::token_rows(canvas, keep, py::none(), "input_ids");
     TokenRows un;
     if (!uncond.is_none()) un = binding::token_rows(uncond.cast<py::array>(), uncond_keep, py::none(), "uncond_input_ids");
-    LoopControl control = binding::loop_control(py::none(), rows.batch, rows.length, cancel, row_cancel);
+    LoopControl control = binding::loop_control(py::none(), rows.batch, rows.length, cancel, row_cancel, plans, graphs);
     SamplerStats stats;
     std::vector<int32_t> out;
     {
@@ -116,9 +119,10 @@ py::tuple generate_image(PyEngine& e, const py::array& canvas, const py::object&
 
 // canvas [B, T] + optional keep-mask -> ([units [n] per row], stats)
 py::tuple generate_speech(PyEngine& e, const py::array& canvas, const py::object& keep, const T2sParams& p,
-                          const py::object& on_block, const py::object& cancel, const py::object& row_cancel) {
+                          const py::object& on_block, const py::object& cancel, const py::object& row_cancel,
+                          const std::string& plans, bool graphs) {
     const TokenRows rows = binding::token_rows(canvas, keep, py::none(), "input_ids");
-    LoopControl control = binding::loop_control(on_block, rows.batch, rows.length, cancel, row_cancel);
+    LoopControl control = binding::loop_control(on_block, rows.batch, rows.length, cancel, row_cancel, plans, graphs);
     SamplerStats stats;
     std::vector<std::vector<int32_t>> out;
     {
@@ -144,11 +148,13 @@ void bind_engine(py::module_& m) {
         .def_property_readonly("backend", [](const PyEngine& e) { return e.engine->backend()->name(); })
         .def("logits", &logits, py::arg("input_ids"), py::arg("attention_mask") = none)
         .def("generate_text", &generate_text, py::arg("prompt_ids"), py::arg("attention_mask"), py::arg("params"),
-             py::arg("lengths") = none, py::arg("on_block") = none, py::arg("cancel") = none, py::arg("row_cancel") = none)
+             py::arg("lengths") = none, py::arg("on_block") = none, py::arg("cancel") = none, py::arg("row_cancel") = none,
+             py::arg("plans") = "auto", py::arg("graphs") = true)
         .def("generate_image", &generate_image, py::arg("input_ids"), py::arg("attention_mask"), py::arg("uncond_input_ids"),
-             py::arg("uncond_attention_mask"), py::arg("params"), py::arg("cancel") = none, py::arg("row_cancel") = none)
+             py::arg("uncond_attention_mask"), py::arg("params"), py::arg("cancel") = none, py::arg("row_cancel") = none,
+             py::arg("plans") = "auto", py::arg("graphs") = true)
         .def("generate_speech", &generate_speech, py::arg("input_ids"), py::arg("attention_mask"), py::arg("params"),
-             py::arg("on_block") = none, py::arg("cancel") = none, py::arg("row_cancel") = none);
+             py::arg("on_block") = none, py::arg("cancel") = none, py::arg("row_cancel") = none, py::arg("plans") = "auto", py::arg("graphs") = true);
 }
 
 }  // namespace dynin_rt

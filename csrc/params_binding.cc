@@ -48,7 +48,7 @@ void add_common(py::class_<Params>& cls, const std::vector<const char*>& fields)
         return obj.cast<Params>();
     }));
     cls.def("__repr__", [fields](const py::object& self) {
-        std::string out = py::str(self.get_type().attr("__name__")).cast<std::string>() + "(";
+        std::string out = py::str(py::type::of(self).attr("__name__")).cast<std::string>() + "(";
         for (size_t i = 0; i < fields.size(); ++i)
             out += (i ? ", " : "") + std::string(fields[i]) + "=" + py::repr(self.attr(fields[i])).cast<std::string>();
         return out + ")";

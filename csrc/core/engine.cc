@@ -103,77 +103,110 @@ void Engine::ensure_cache(KVCache& cache, int64_t slots) const {
     cache.slots = slots;
 }
 
-// What a forward computes, on the host: the active slots with their ids and positions, and the
-// attention segments (per row: its queries among the active slots, its keys in the K/V source).
-struct Engine::Plan {
-    std::vector<int64_t> active;            // [M] slots, sorted
-    std::vector<int32_t> ids, positions;    // [M]
-    std::vector<int64_t> q_start, k_start;  // [B + 1]
-};
-
-Engine::Plan Engine::plan(const ForwardArgs& a) const {
+// The host work of a forward: which slots run (their token source and position), the attention
+// segments (per row: its queries among the computed slots, its keys in the K/V source) and the head
+// rows; the index arrays go to backend memory.
+void Engine::prepare(const ForwardArgs& a, PreparedForward& f) const {
+    Backend* be = backend_.get();
     const CanvasLayout& lay = *a.layout;
-    Plan p;
+    DYNIN_CHECK_ARG(a.canvas && a.canvas_rows > 0 && lay.batch % a.canvas_rows == 0, "forward: no canvas for the layout");
+    std::vector<int64_t> active;
     if (a.active) {
-        p.active = *a.active;
+        active = *a.active;
     } else {
-        p.active.resize(static_cast<size_t>(lay.slots()));
-        for (int64_t i = 0; i < lay.slots(); ++i) p.active[i] = i;
+        active.resize(static_cast<size_t>(lay.slots()));
+        for (int64_t i = 0; i < lay.slots(); ++i) active[i] = i;
     }
-    const int64_t M = static_cast<int64_t>(p.active.size());
-    DYNIN_CHECK_ARG(M > 0, "forward: nothing to compute");
-    p.ids.resize(static_cast<size_t>(M));
-    p.positions.resize(static_cast<size_t>(M));
-    p.q_start.assign(static_cast<size_t>(lay.batch + 1), 0);
+    f.M = static_cast<int64_t>(active.size());
+    f.batch = lay.batch;
+    f.slots = lay.slots();
+    f.cache = a.cache;
+    f.fill_cache = a.fill_cache;
+    DYNIN_CHECK_ARG(f.M > 0, "forward: nothing to compute");
+    std::vector<int64_t> index(static_cast<size_t>(f.M));
+    std::vector<int32_t> override_id(static_cast<size_t>(f.M), -1), positions(static_cast<size_t>(f.M));
+    f.q_start.assign(static_cast<size_t>(lay.batch + 1), 0);
+    f.C = 0;
     int64_t b = 0;
-    for (int64_t i = 0; i < M; ++i) {
-        const int64_t slot = p.active[i];
-        DYNIN_CHECK_ARG(slot >= 0 && slot < lay.slots() && (i == 0 || slot > p.active[i - 1]), "forward: active slots must be sorted");
-        while (lay.row_start[b + 1] <= slot) p.q_start[++b] = i;
-        p.positions[i] = lay.slot_pos[slot];
-        p.ids[i] = a.tokens[b * lay.length + p.positions[i]];
-        DYNIN_CHECK_ARG(p.ids[i] >= 0 && p.ids[i] < cfg_.vocab_size, "token id ", p.ids[i], " outside [0, ", cfg_.vocab_size, ")");
+    for (int64_t i = 0; i < f.M; ++i) {
+        const int64_t slot = active[i];
+        DYNIN_CHECK_ARG(slot >= 0 && slot < lay.slots() && (i == 0 || slot > active[i - 1]), "forward: active slots must be sorted");
+        while (lay.row_start[b + 1] <= slot) f.q_start[++b] = i;
+        const int64_t t = lay.slot_pos[slot];
+        positions[i] = static_cast<int32_t>(t);
+        index[i] = (b % a.canvas_rows) * lay.length + t;
+        if (a.overrides && a.overrides[b * lay.length + t] >= 0) {
+            override_id[i] = a.overrides[b * lay.length + t];
+            DYNIN_CHECK_ARG(override_id[i] < cfg_.vocab_size, "token id ", override_id[i], " outside [0, ", cfg_.vocab_size, ")");
+            index[i] = -1;
+        }
     }
-    while (b < lay.batch) p.q_start[++b] = M;
-    const bool partial_rows = a.cache && !a.fill_cache;
-    if (partial_rows) {
-        p.k_start = lay.row_start;  // keys: every cached slot of the row
+    while (b < lay.batch) f.q_start[++b] = f.M;
+    if (a.cache && !a.fill_cache) {
+        f.k_start = lay.row_start;  // keys: every cached slot of the row
     } else {
         // keys: the row's own computed slots, which must be the whole row
         for (int64_t r = 0; r < lay.batch; ++r) {
-            const int64_t n = p.q_start[r + 1] - p.q_start[r];
+            const int64_t n = f.q_start[r + 1] - f.q_start[r];
             DYNIN_CHECK_ARG(n == 0 || n == lay.row_start[r + 1] - lay.row_start[r],
                             "forward: without a cached step, rows are computed whole");
         }
-        p.k_start = p.q_start;
+        f.k_start = f.q_start;
     }
-    return p;
+    for (const ColumnRange& c : a.columns) {
+        DYNIN_CHECK_ARG(c.col == f.C && c.count > 0 && c.token >= 0 && c.token + c.count <= cfg_.vocab_size,
+                        "forward: bad LM-head column range");
+        f.C += c.count;
+    }
+    f.columns = a.columns;
+    const std::vector<int64_t>& head = *a.head_slots;
+    f.R = static_cast<int64_t>(head.size());
+    std::vector<int64_t> rows(static_cast<size_t>(f.R));
+    for (int64_t r = 0, i = 0; r < f.R; ++r) {
+        while (i < f.M && active[i] < head[r]) ++i;
+        DYNIN_CHECK_ARG(i < f.M && active[i] == head[r], "forward: head slot ", head[r], " is not computed");
+        rows[r] = i;
+    }
+    be->copy_to_device(ensure<int64_t>(f.token_index, be, f.M), index.data(), sizeof(int64_t) * f.M);
+    be->copy_to_device(ensure<int32_t>(f.token_override, be, f.M), override_id.data(), sizeof(int32_t) * f.M);
+    be->copy_to_device(ensure<int32_t>(f.positions, be, f.M), positions.data(), sizeof(int32_t) * f.M);
+    if (a.cache) be->copy_to_device(ensure<int64_t>(f.active_rows, be, f.M), active.data(), sizeof(int64_t) * f.M);
+    if (f.R) be->copy_to_device(ensure<int64_t>(f.head_rows, be, f.R), rows.data(), sizeof(int64_t) * f.R);
 }
 
-const float* Engine::forward(const ForwardArgs& a, Workspace& ws) const {
+void Engine::reserve(const PreparedForward& f, Workspace& ws) const {
     Backend* be = backend_.get();
-    const Plan p = plan(a);
-    const int64_t M = static_cast<int64_t>(p.active.size()), d = cfg_.d_model, hid = cfg_.mlp_hidden;
-    int32_t* d_ids = ensure<int32_t>(ws.ids, be, M);
-    be->copy_to_device(d_ids, p.ids.data(), sizeof(int32_t) * M);
-    be->copy_to_device(ensure<int32_t>(ws.positions, be, M), p.positions.data(), sizeof(int32_t) * M);
-    if (a.cache) be->copy_to_device(ensure<int64_t>(ws.active_rows, be, M), p.active.data(), sizeof(int64_t) * M);
+    const int64_t M = f.M, d = cfg_.d_model, hid = cfg_.mlp_hidden;
+    ensure<float>(ws.x, be, M * d);
     ensure<float>(ws.h, be, M * d);
     ensure<float>(ws.qkv, be, M * 3 * d);
     ensure<float>(ws.attn, be, M * d);
     ensure<float>(ws.gate_up, be, M * 2 * hid);
     ensure<float>(ws.act, be, M * hid);
-    be->embed({w_.embed, w_.dtype, d, d_ids, M, ensure<float>(ws.x, be, M * d)});
-    for (int64_t l = 0; l < cfg_.n_layers; ++l) layer(l, p, a, ws);
-    return lm_head(p, a, ws);
+    ensure<float>(ws.head_in, be, 2 * f.R * d);
+    ensure<float>(ws.logits, be, f.R * f.C);
 }
 
-// One transformer block over the M active rows of ws.x, in place.
-void Engine::layer(int64_t l, const Plan& p, const ForwardArgs& a, Workspace& ws) const {
+const float* Engine::forward(const ForwardArgs& a, Workspace& ws) const {
+    PreparedForward f;
+    prepare(a, f);
+    return run(f, a.canvas, ws);
+}
+
+const float* Engine::run(const PreparedForward& f, const int32_t* canvas, Workspace& ws) const {
+    reserve(f, ws);
+    EmbedParams ep{w_.embed, w_.dtype, cfg_.d_model, f.token_override.as<int32_t>(), f.M, ws.x.as<float>()};
+    ep.canvas = canvas;
+    ep.canvas_index = f.token_index.as<int64_t>();
+    backend_->embed(ep);
+    for (int64_t l = 0; l < cfg_.n_layers; ++l) layer(l, f, ws);
+    return lm_head(f, ws);
+}
+
+// One transformer block over the M computed rows of ws.x, in place.
+void Engine::layer(int64_t l, const PreparedForward& f, Workspace& ws) const {
     Backend* be = backend_.get();
-    const int64_t M = static_cast<int64_t>(p.active.size());
-    const int64_t d = cfg_.d_model, hid = cfg_.mlp_hidden, nh = cfg_.n_heads, hd = cfg_.head_dim();
-    const int64_t S = a.layout->slots();
+    const int64_t M = f.M, d = cfg_.d_model, hid = cfg_.mlp_hidden, nh = cfg_.n_heads, hd = cfg_.head_dim();
     const float eps = static_cast<float>(cfg_.rms_eps);
     float *x = ws.x.as<float>(), *h = ws.h.as<float>(), *qkv = ws.qkv.as<float>(), *attn = ws.attn.as<float>();
     float *gate_up = ws.gate_up.as<float>(), *act = ws.act.as<float>();
@@ -181,38 +214,33 @@ void Engine::layer(int64_t l, const Plan& p, const ForwardArgs& a, Workspace& ws
     const LayerWeights& lp = packed_.layers[l];
     be->rms_norm({x, lw.attn_norm, w_.dtype, h, M, d, eps});
     matmul(h, d, lw.wqkv, lp.wqkv, 3 * d, d, qkv, 3 * d, M, false);
-    be->rope({qkv, qkv + d, 3 * d, ws.positions.as<int32_t>(), M, nh, hd, rope_sin_.as<float>(), rope_cos_.as<float>()});
+    be->rope({qkv, qkv + d, 3 * d, f.positions.as<int32_t>(), M, nh, hd, rope_sin_.as<float>(), rope_cos_.as<float>()});
     AttentionParams ap;
     ap.q = qkv;
     ap.ldq = 3 * d;
     ap.out = attn;
     ap.ldo = d;
-    ap.q_start = p.q_start.data();
-    ap.k_start = p.k_start.data();
-    ap.n_seq = a.layout->batch;
+    ap.q_start = f.q_start.data();
+    ap.k_start = f.k_start.data();
+    ap.n_seq = f.batch;
     ap.n_heads = nh;
     ap.head_dim = hd;
     ap.scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    if (a.cache) {
-        // the computed K/V go to their slots of the cache; attention reads the cache
-        float* kc = a.cache->k.as<float>() + l * S * d;
-        float* vc = a.cache->v.as<float>() + l * S * d;
-        const int64_t* rows = ws.active_rows.as<int64_t>();
+    // K/V read where they were computed, or (a cached step) from the cache, where they are stored
+    ap.k = qkv + d;
+    ap.v = qkv + 2 * d;
+    ap.ldkv = 3 * d;
+    if (f.cache) {
+        float* kc = f.cache->k.as<float>() + l * f.slots * d;
+        float* vc = f.cache->v.as<float>() + l * f.slots * d;
+        const int64_t* rows = f.active_rows.as<int64_t>();
         be->copy_rows({qkv + d, 3 * d, nullptr, kc, d, rows, M, d});
         be->copy_rows({qkv + 2 * d, 3 * d, nullptr, vc, d, rows, M, d});
-        if (a.fill_cache) {
-            ap.k = qkv + d;  // the same values, read where they were computed (segments follow the active rows)
-            ap.v = qkv + 2 * d;
-            ap.ldkv = 3 * d;
-        } else {
+        if (!f.fill_cache) {
             ap.k = kc;
             ap.v = vc;
             ap.ldkv = d;
         }
-    } else {
-        ap.k = qkv + d;
-        ap.v = qkv + 2 * d;
-        ap.ldkv = 3 * d;
     }
     be->attention(ap);
     matmul(attn, d, lw.wo, lp.wo, d, d, x, d, M, true);
@@ -222,34 +250,18 @@ void Engine::layer(int64_t l, const Plan& p, const ForwardArgs& a, Workspace& ws
     matmul(act, hid, lw.w_down, lp.w_down, d, hid, x, d, M, true);
 }
 
-// The LM head: only the requested slots (final norm first) and vocabulary columns.
-const float* Engine::lm_head(const Plan& p, const ForwardArgs& a, Workspace& ws) const {
+// The LM head: only the head rows (final norm first) and the requested vocabulary columns.
+const float* Engine::lm_head(const PreparedForward& f, Workspace& ws) const {
     Backend* be = backend_.get();
-    const int64_t M = static_cast<int64_t>(p.active.size()), d = cfg_.d_model;
-    const std::vector<int64_t>& head = *a.head_slots;
-    const int64_t R = static_cast<int64_t>(head.size());
-    int64_t C = 0;
-    for (const ColumnRange& c : a.columns) {
-        DYNIN_CHECK_ARG(c.col == C && c.count > 0 && c.token >= 0 && c.token + c.count <= cfg_.vocab_size,
-                        "forward: bad LM-head column range");
-        C += c.count;
-    }
-    float* logits = ensure<float>(ws.logits, be, R * C);
-    if (R == 0) return logits;
-    std::vector<int64_t> rows(static_cast<size_t>(R));
-    for (int64_t r = 0, i = 0; r < R; ++r) {
-        while (i < M && p.active[i] < head[r]) ++i;
-        DYNIN_CHECK_ARG(i < M && p.active[i] == head[r], "forward: head slot ", head[r], " is not computed");
-        rows[r] = i;
-    }
-    int64_t* d_rows = ensure<int64_t>(ws.head_rows, be, R);
-    be->copy_to_device(d_rows, rows.data(), sizeof(int64_t) * R);
-    float* head_in = ensure<float>(ws.head_in, be, 2 * R * d);
-    float* head_norm = head_in + R * d;
-    be->copy_rows({ws.x.as<float>(), d, d_rows, head_in, d, nullptr, R, d});
-    be->rms_norm({head_in, w_.final_norm, w_.dtype, head_norm, R, d, static_cast<float>(cfg_.rms_eps)});
-    for (const ColumnRange& c : a.columns)
-        matmul(head_norm, d, w_.lm_head, packed_.lm_head, c.count, d, logits + c.col, C, R, false, c.token);
+    const int64_t d = cfg_.d_model;
+    float* logits = ws.logits.as<float>();
+    if (f.R == 0) return logits;
+    float* head_in = ws.head_in.as<float>();
+    float* head_norm = head_in + f.R * d;
+    be->copy_rows({ws.x.as<float>(), d, f.head_rows.as<int64_t>(), head_in, d, nullptr, f.R, d});
+    be->rms_norm({head_in, w_.final_norm, w_.dtype, head_norm, f.R, d, static_cast<float>(cfg_.rms_eps)});
+    for (const ColumnRange& c : f.columns)
+        matmul(head_norm, d, w_.lm_head, packed_.lm_head, c.count, d, logits + c.col, f.C, f.R, false, c.token);
     return logits;
 }
 

@@ -20,14 +20,15 @@ std::vector<int64_t> transfer_schedule(int64_t masked, int64_t steps) {
 namespace {
 
 // The canvas of one call: row b is its prompt (P_b tokens), gen_b [MASK]s, then an absent tail up
-// to T. With CFG, rows B..2B-1 are the unconditional stream: the same canvas, prompt masked.
+// to T. With CFG the layout has a second stream, rows B..2B-1: the unconditional stream, which
+// reads the same canvas with its prompt masked (`overrides`).
 struct TextCanvas {
     int64_t B = 0, T = 0, block_length = 0, n_blocks = 0, steps_per_block = 0;
     bool cfg = false;
     int32_t mask = 0;
     std::vector<int64_t> prompt_len, gen_len;  // [B]
-    std::vector<int32_t> x;                    // [streams * B, T]
-    std::vector<uint8_t> prompt_index;         // [B, T] prompt positions holding a token
+    std::vector<int32_t> x;                    // [B, T] the host copy of the canvas
+    std::vector<int32_t> overrides;            // [2B, T] with CFG: the uncond stream's masked prompt, else -1
     std::unique_ptr<CanvasLayout> layout;
 
     TextCanvas(const Engine& engine, int32_t mask_id, const TokenRows& prompt, const LladaParams& p);
@@ -37,9 +38,13 @@ struct TextCanvas {
     RowRanges block(int64_t blk, const StepRunner& run, bool from_zero) const;
     // Each row's span a cached step recomputes: the block (dual) or the block and what follows (prefix).
     RowRanges recomputed(int64_t blk, const StepRunner& run, CacheMode cache) const;
-    void mask_prompt_in_uncond();
-    // The cond rows [B, T]: what the call returns.
-    std::vector<int32_t> result() const { return {x.begin(), x.begin() + B * T}; }
+    // The exact schedule of the call: [n_blocks * stride, B], block blk's steps at blk * stride.
+    std::vector<int32_t> k_table(int64_t stride) const;
+    ForwardArgs forward_args(const std::vector<int64_t>& active, const std::vector<int64_t>& head,
+                             const std::vector<ColumnRange>& columns, KVCache* cache, bool fill) const {
+        return {nullptr, B, cfg ? overrides.data() : nullptr, layout.get(), &active, cache, fill, &head, columns};
+    }
+    std::vector<int32_t> result() const { return x; }
 };
 
 TextCanvas::TextCanvas(const Engine& engine, int32_t mask_id, const TokenRows& prompt, const LladaParams& p)
@@ -65,15 +70,15 @@ TextCanvas::TextCanvas(const Engine& engine, int32_t mask_id, const TokenRows& p
     }
     DYNIN_CHECK_ARG(T <= engine.config().max_seq_len, "a canvas of ", T, " tokens (prompt and new tokens) exceeds the context of ",
                     engine.config().max_seq_len);
-    x.assign(static_cast<size_t>(streams() * B * T), mask);
-    prompt_index.assign(static_cast<size_t>(B * T), 0);
+    x.assign(static_cast<size_t>(B * T), mask);
+    if (cfg) overrides.assign(static_cast<size_t>(2 * B * T), -1);
     // The absent tail is never computed; official pads are dropped only without CFG (the official
     // sampler builds a pad bias only when the mask holds a 0, and never for CFG).
     std::vector<uint8_t> keep(static_cast<size_t>(streams() * B * T), 1);
     for (int64_t b = 0; b < B; ++b) {
         for (int64_t t = 0; t < prompt_len[b]; ++t) {
             x[b * T + t] = prompt.at(b, t);
-            prompt_index[b * T + t] = prompt.at(b, t) != mask;
+            if (cfg && prompt.at(b, t) != mask) overrides[(B + b) * T + t] = mask;
             if (!cfg && !prompt.kept(b, t)) keep[b * T + t] = 0;
         }
         for (int64_t s = 0; s < streams(); ++s)
@@ -100,18 +105,17 @@ RowRanges TextCanvas::recomputed(int64_t blk, const StepRunner& run, CacheMode c
     return r;
 }
 
-void TextCanvas::mask_prompt_in_uncond() {
-    for (int64_t i = 0; i < B * T; ++i) x[B * T + i] = prompt_index[i] ? mask : x[i];
-}
-
-// Per row: how many of its masked block positions each step commits (the front-loaded schedule).
-std::vector<std::vector<int64_t>> block_schedules(const TextCanvas& c, const RowRanges& block) {
-    std::vector<std::vector<int64_t>> k(static_cast<size_t>(c.B));
-    for (int64_t b = 0; b < c.B; ++b) {
-        int64_t n = 0;
-        for (int64_t t = block.begin[b]; t < block.end[b]; ++t) n += c.x[b * c.T + t] == c.mask;
-        k[b] = transfer_schedule(n, c.steps_per_block);
-    }
+std::vector<int32_t> TextCanvas::k_table(int64_t stride) const {
+    std::vector<int32_t> k(static_cast<size_t>(n_blocks * stride * B), 0);
+    for (int64_t blk = 0; blk < n_blocks; ++blk)
+        for (int64_t b = 0; b < B; ++b) {
+            if (!generates(b, blk)) continue;
+            const int64_t s = prompt_len[b] + blk * block_length;
+            int64_t n = 0;
+            for (int64_t t = s; t < s + block_length; ++t) n += x[b * T + t] == mask;
+            const std::vector<int64_t> sched = transfer_schedule(n, steps_per_block);
+            for (int64_t i = 0; i < steps_per_block; ++i) k[((blk * stride) + i) * B + b] = static_cast<int32_t>(sched[i]);
+        }
     return k;
 }
 
@@ -123,39 +127,52 @@ std::vector<int32_t> llada_generate(const Engine& engine, const TokenLayout& tok
     StepRunner run(engine, control, stats, c.B, p.seed, p.rows);
     const int64_t V = engine.config().vocab_size;
     const std::vector<ColumnRange> columns{{0, 0, V}};
-    const CommitRule rule{p.temperature > 0 ? TokenChoice::kGumbelOfficial : TokenChoice::kArgmax,
-                          p.random_remasking ? ConfidenceKind::kRandom : ConfidenceKind::kProbability,
-                          p.select, p.temperature, p.threshold, p.factor};
+    StepSpec spec;  // the official CFG: u + (s + 1)(c - u); the commit rule
+    spec.columns = &columns;
+    spec.C = V;
+    spec.cfg = c.cfg;
+    spec.alpha = static_cast<float>(p.cfg_scale + 1.0);
+    spec.rule = {p.temperature > 0 ? TokenChoice::kGumbelOfficial : TokenChoice::kArgmax,
+                 p.random_remasking ? ConfidenceKind::kRandom : ConfidenceKind::kProbability, p.select, p.temperature,
+                 p.threshold, p.factor};
     // kTopK follows the transfer schedule; threshold and factor rules step until the block is full,
     // committing at least one token per row and step.
     const bool scheduled = p.select == SelectRule::kTopK, cached = p.cache != CacheMode::kNone;
+    const int64_t max_steps = scheduled ? c.steps_per_block : p.block_length;
+    run.load_canvas(c.x, c.T, c.mask);
+    run.load_steps(c.n_blocks * max_steps, scheduled ? c.k_table(max_steps) : std::vector<int32_t>{});
     KVCache cache;
     if (cached) engine.ensure_cache(cache, c.layout->slots());
+    StepPlan full, partial;
     for (int64_t blk = 0; blk < c.n_blocks && !run.running_rows().empty(); ++blk) {
-        const auto k_sched = block_schedules(c, c.block(blk, run, false));
-        for (int64_t i = 0; i < (scheduled ? c.steps_per_block : p.block_length); ++i) {
-            if (!run.begin_step()) return c.result();
-            // Candidates: masked positions before the block end (later ones have -inf confidence in
-            // the reference); with a KV cache only the block is recomputed, so only it can commit.
-            const Candidates cand = collect_masked(c.x, c.T, c.mask, c.block(blk, run, !cached));
-            if (!scheduled && cand.empty()) break;
-            if (c.cfg) c.mask_prompt_in_uncond();
-            const bool full = !cached || i == 0;
-            const std::vector<int64_t> active = full ? row_slots(*c.layout, run.running_rows(), c.B, c.streams())
-                                                     : slots_in(*c.layout, c.recomputed(blk, run, p.cache), c.streams());
-            const std::vector<int64_t> head = head_slots(*c.layout, cand, c.B, c.streams());
-            ForwardArgs fa{c.x.data(), c.layout.get(), &active, cached ? &cache : nullptr, cached && full, &head, columns};
-            const float* logits = run.forward(fa);
-            if (c.cfg)
-                logits = run.guide(logits + cand.size() * V, logits, cand.size() * V, static_cast<float>(p.cfg_scale + 1.0), 0.0f,
-                                   Backend::CfgForm::kLlada);
-            std::vector<int32_t> k(static_cast<size_t>(c.B), 0);
-            for (int64_t b = 0; b < c.B && scheduled; ++b) k[b] = static_cast<int32_t>(k_sched[b][i]);
-            run.commit(rule, {logits, V, &columns}, cand, k, blk * c.steps_per_block + i, c.x, c.T);
+        run.start_block(blk * max_steps);
+        for (int64_t i = 0; i < max_steps; ++i) {
+            if (!run.begin_step()) {
+                run.finish(c.x);
+                return c.result();
+            }
+            if (!run.plans_per_block() || i == 0) {
+                if (i > 0) run.pull_canvas(c.x);
+                // Candidates: masked positions before the block end (later ones have -inf confidence in
+                // the reference); with a KV cache only the block is recomputed, so only it can commit.
+                Candidates cand = collect_masked(c.x, c.T, c.mask, c.block(blk, run, !cached));
+                if (!scheduled && cand.empty()) break;
+                const std::vector<int64_t> head = head_slots(*c.layout, cand, c.B, c.streams());
+                if (i == 0 || !cached || run.plans_per_block()) {
+                    const std::vector<int64_t> rows = row_slots(*c.layout, run.running_rows(), c.B, c.streams());
+                    run.prepare(full, cand, c.forward_args(rows, head, columns, cached ? &cache : nullptr, cached), V);
+                }
+                if (cached && (i > 0 || run.plans_per_block())) {
+                    const std::vector<int64_t> span = slots_in(*c.layout, c.recomputed(blk, run, p.cache), c.streams());
+                    run.prepare(partial, cand, c.forward_args(span, head, columns, &cache, false), V);
+                }
+            }
+            run.step(cached && i > 0 ? partial : full, spec);
+            if (!scheduled && run.plans_per_block() && run.remaining() == 0) break;
         }
         for (int64_t b = 0; b < c.B; ++b)
             if (!c.generates(b, blk + 1)) run.finish_row(b);
-        run.block_done(blk, c.x, c.T);
+        run.block_done(blk, c.x);
     }
     return c.result();
 }

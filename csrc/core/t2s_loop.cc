@@ -29,6 +29,8 @@ struct SpeechCanvas {
     int64_t hi(int64_t blk) const { return std::min((blk + 1) * block, max_new); }
     Candidates candidates(int64_t blk, const StepRunner& run) const;
     int64_t masked_in_block(int64_t b, int64_t blk) const;
+    // The exact schedule of the call: [n_blocks * stride, B], block blk's steps at blk * stride.
+    std::vector<int32_t> k_table(int64_t stride) const;
     RowRanges recomputed(int64_t blk, const StepRunner& run, CacheMode cache) const;
     // Per row: the region's relative ids, cut at the first <|eoa|> / EOS / leftover [MASK].
     std::vector<std::vector<int32_t>> units() const;
@@ -74,6 +76,16 @@ int64_t SpeechCanvas::masked_in_block(int64_t b, int64_t blk) const {
     return n;
 }
 
+std::vector<int32_t> SpeechCanvas::k_table(int64_t stride) const {
+    std::vector<int32_t> k(static_cast<size_t>(n_blocks * stride * B), 0);
+    for (int64_t blk = 0; blk < n_blocks; ++blk)
+        for (int64_t b = 0; b < B; ++b) {
+            const std::vector<int64_t> sched = transfer_schedule(masked_in_block(b, blk), inner);
+            for (int64_t i = 0; i < inner; ++i) k[((blk * stride) + i) * B + b] = static_cast<int32_t>(sched[i]);
+        }
+    return k;
+}
+
 RowRanges SpeechCanvas::recomputed(int64_t blk, const StepRunner& run, CacheMode cache) const {
     RowRanges r(B);
     for (int64_t b = 0; b < B; ++b) {
@@ -97,40 +109,55 @@ std::vector<std::vector<int32_t>> SpeechCanvas::units() const {
     return out;
 }
 
-// Unconditional logits of every speech position [B * max_new, C], gathered per candidate each step.
+// Unconditional logits of every speech position [B * max_new, C], computed once; gathered per
+// candidate by rows uploaded with each plan's candidates.
 class UncondLogits {
  public:
-    UncondLogits(StepRunner& run, const SpeechCanvas& c, const std::vector<ColumnRange>& columns, Backend* be);
-    const float* gather(const SpeechCanvas& c, const Candidates& cand, int64_t blk);
+    UncondLogits(StepRunner& run, const SpeechCanvas& c, const std::vector<ColumnRange>& columns);
+    void index(const SpeechCanvas& c, const Candidates& cand);  // the gather rows of these candidates
+    const float* gather();  // enqueues the gather of the indexed candidates' rows
+    uint64_t key() const;   // the buffers a recorded step bakes in
 
  private:
     Backend* be_;
-    int64_t C_ = 0;
+    int64_t C_ = 0, n_ = 0;
     DeviceBuffer all_, gathered_, rows_;
 };
 
-UncondLogits::UncondLogits(StepRunner& run, const SpeechCanvas& c, const std::vector<ColumnRange>& columns, Backend* be)
-    : be_(be) {
+UncondLogits::UncondLogits(StepRunner& run, const SpeechCanvas& c, const std::vector<ColumnRange>& columns)
+    : be_(run.engine().backend()) {
     for (const ColumnRange& r : columns) C_ += r.count;
     Candidates every;
     for (int64_t b = 0; b < c.B; ++b)
         for (int64_t i = 0; i < c.max_new; ++i) every.add(b, c.region[b][i]);
     const std::vector<int64_t> head = head_slots(*c.layout, every, c.B, 1);
-    const float* logits = run.forward({c.x.data(), c.layout.get(), nullptr, nullptr, false, &head, columns});
-    all_ = DeviceBuffer(be, sizeof(float) * c.B * c.max_new * C_);
-    be->copy_rows({logits, C_, nullptr, all_.as<float>(), C_, nullptr, c.B * c.max_new, C_});
+    StepPlan plan;
+    run.prepare(plan, every, {nullptr, c.B, nullptr, c.layout.get(), nullptr, nullptr, false, &head, columns}, C_);
+    const float* logits = run.forward(plan);
+    all_ = DeviceBuffer(be_, sizeof(float) * c.B * c.max_new * C_);
+    be_->copy_rows({logits, C_, nullptr, all_.as<float>(), C_, nullptr, c.B * c.max_new, C_});
+    // sized for every position once, so that later steps' gathers never reallocate
+    rows_ = DeviceBuffer(be_, sizeof(int64_t) * c.B * c.max_new);
+    gathered_ = DeviceBuffer(be_, sizeof(float) * c.B * c.max_new * C_);
 }
 
-const float* UncondLogits::gather(const SpeechCanvas& c, const Candidates& cand, int64_t blk) {
+uint64_t UncondLogits::key() const {
+    return reinterpret_cast<uintptr_t>(rows_.as<void>()) * 31 + reinterpret_cast<uintptr_t>(gathered_.as<void>()) * 7 +
+           reinterpret_cast<uintptr_t>(all_.as<void>());
+}
+
+void UncondLogits::index(const SpeechCanvas& c, const Candidates& cand) {
     std::vector<int64_t> rows;
     for (int64_t i = 0; i < cand.size(); ++i) {
         const auto& reg = c.region[cand.row[i]];
         rows.push_back(cand.row[i] * c.max_new + (std::lower_bound(reg.begin(), reg.end(), cand.pos[i]) - reg.begin()));
     }
-    rows_.ensure(be_, sizeof(int64_t) * rows.size());
-    be_->copy_to_device(rows_.as<void>(), rows.data(), sizeof(int64_t) * rows.size());
-    gathered_.ensure(be_, sizeof(float) * cand.size() * C_);
-    be_->copy_rows({all_.as<float>(), C_, rows_.as<int64_t>(), gathered_.as<float>(), C_, nullptr, cand.size(), C_});
+    n_ = cand.size();
+    if (!rows.empty()) be_->copy_to_device(rows_.as<void>(), rows.data(), sizeof(int64_t) * rows.size());
+}
+
+const float* UncondLogits::gather() {
+    be_->copy_rows({all_.as<float>(), C_, rows_.as<int64_t>(), gathered_.as<float>(), C_, nullptr, n_, C_});
     return gathered_.as<float>();
 }
 
@@ -142,32 +169,51 @@ std::vector<std::vector<int32_t>> t2s_generate(const Engine& engine, const Token
     StepRunner run(engine, control, stats, c.B, p.seed, p.rows);
     const int64_t units = tokens.speech_codebook, C = units + 2;
     const std::vector<ColumnRange> columns{{0, tokens.speech_offset, units}, {units, tokens.eoa_id, 1}, {units + 1, tokens.eos_id, 1}};
-    const CommitRule rule{TokenChoice::kCategorical, ConfidenceKind::kProbability, p.select, p.temperature, p.threshold, p.factor};
     const bool scheduled = p.select == SelectRule::kTopK, cached = p.cache != CacheMode::kNone, cfg = p.cfg_scale > 0.0;
+    const int64_t max_steps = scheduled ? c.inner : c.block;
+    run.load_canvas(c.x, c.T, c.mask);
+    run.load_steps(c.n_blocks * max_steps, scheduled ? c.k_table(max_steps) : std::vector<int32_t>{});
     KVCache cache;
     if (cached) engine.ensure_cache(cache, c.layout->slots());
     std::unique_ptr<UncondLogits> uncond;
-    if (cfg) uncond = std::make_unique<UncondLogits>(run, c, columns, engine.backend());
+    if (cfg) uncond = std::make_unique<UncondLogits>(run, c, columns);
+    StepSpec spec;  // CFG against the uncond logits computed once: u + (s + 1)(c - u); sampled commits
+    spec.columns = &columns;
+    spec.C = C;
+    spec.cfg = cfg;
+    spec.alpha = static_cast<float>(p.cfg_scale + 1.0);
+    if (cfg) {
+        spec.uncond = [&] { return uncond->gather(); };
+        spec.key = uncond->key();
+    }
+    spec.rule = {TokenChoice::kCategorical, ConfidenceKind::kProbability, p.select, p.temperature, p.threshold, p.factor};
+    StepPlan full, partial;
     for (int64_t blk = 0; blk < c.n_blocks && !run.running_rows().empty(); ++blk) {
-        std::vector<std::vector<int64_t>> k_sched;
-        for (int64_t b = 0; b < c.B; ++b) k_sched.push_back(transfer_schedule(c.masked_in_block(b, blk), c.inner));
+        run.start_block(blk * max_steps);
         for (int64_t s = 0; s < (scheduled ? c.inner : c.hi(blk) - c.lo(blk)); ++s) {
-            if (!run.begin_step()) return c.units();
-            const Candidates cand = c.candidates(blk, run);
-            if (cand.empty()) break;
-            const bool full = !cached || s == 0;
-            const std::vector<int64_t> active = full ? row_slots(*c.layout, run.running_rows(), c.B, 1)
-                                                     : slots_in(*c.layout, c.recomputed(blk, run, p.cache), 1);
-            const std::vector<int64_t> head = head_slots(*c.layout, cand, c.B, 1);
-            const float* logits = run.forward({c.x.data(), c.layout.get(), &active, cached ? &cache : nullptr, cached && full, &head, columns});
-            if (cfg)
-                logits = run.guide(uncond->gather(c, cand, blk), logits, cand.size() * C, static_cast<float>(p.cfg_scale + 1.0), 0.0f,
-                                   Backend::CfgForm::kLlada);
-            std::vector<int32_t> k(static_cast<size_t>(c.B), 0);
-            for (int64_t b = 0; b < c.B && scheduled; ++b) k[b] = static_cast<int32_t>(k_sched[b][s]);
-            run.commit(rule, {logits, C, &columns}, cand, k, blk * c.inner + s, c.x, c.T);
+            if (!run.begin_step()) {
+                run.finish(c.x);
+                return c.units();
+            }
+            if (!run.plans_per_block() || s == 0) {
+                if (s > 0) run.pull_canvas(c.x);
+                Candidates cand = c.candidates(blk, run);
+                if (cand.empty()) break;
+                const std::vector<int64_t> head = head_slots(*c.layout, cand, c.B, 1);
+                if (s == 0 || !cached || run.plans_per_block()) {
+                    const std::vector<int64_t> rows = row_slots(*c.layout, run.running_rows(), c.B, 1);
+                    run.prepare(full, cand, {nullptr, c.B, nullptr, c.layout.get(), &rows, cached ? &cache : nullptr, cached, &head, columns}, C);
+                }
+                if (cached && (s > 0 || run.plans_per_block())) {
+                    const std::vector<int64_t> span = slots_in(*c.layout, c.recomputed(blk, run, p.cache), 1);
+                    run.prepare(partial, cand, {nullptr, c.B, nullptr, c.layout.get(), &span, &cache, false, &head, columns}, C);
+                }
+                if (cfg) uncond->index(c, cand);
+            }
+            run.step(cached && s > 0 ? partial : full, spec);
+            if (!scheduled && run.plans_per_block() && run.remaining() == 0) break;
         }
-        run.block_done(blk, c.x, c.T);
+        run.block_done(blk, c.x);
     }
     return c.units();
 }

@@ -29,9 +29,9 @@ struct Choice {
     double confidence;
 };
 
-Choice choose(const CommitStepParams& p, int64_t c) {
+Choice choose(const CommitStepParams& p, int64_t c, uint64_t step) {
     const int64_t row = p.cand_row[c];
-    const uint64_t pos = static_cast<uint64_t>(p.cand_pos[c]), step = static_cast<uint64_t>(p.step);
+    const uint64_t pos = static_cast<uint64_t>(p.cand_pos[c]);
     const uint64_t seed = row_seed_of(p, row), noise_row = noise_row_of(p, row);
     // T2S divides its logits by the temperature (in fp32, as the reference) and samples at any T.
     LogitsRow r{p.logits + c * p.ld, p.n_cols};
@@ -59,17 +59,22 @@ Choice choose(const CommitStepParams& p, int64_t c) {
 }  // namespace
 
 void cpu_commit_step(const CommitStepParams& p) {
+    const int64_t step = p.step_counter ? *p.step_counter : p.step;
+    // a fixed candidate list skips the positions committed since it was made
+    auto live = [&](int64_t c) { return p.mask_id < 0 || p.canvas[p.cand_row[c] * p.canvas_len + p.cand_pos[c]] == p.mask_id; };
     std::vector<Choice> choices(static_cast<size_t>(p.n_cand));
+    std::vector<uint8_t> is_live(static_cast<size_t>(p.n_cand));
+    for (int64_t c = 0; c < p.n_cand; ++c) is_live[c] = live(c);
     parallel_for(p.n_cand, [&](int64_t c0, int64_t c1) {
-        for (int64_t c = c0; c < c1; ++c) choices[c] = choose(p, c);
+        for (int64_t c = c0; c < c1; ++c)
+            if (is_live[c]) choices[c] = choose(p, c, static_cast<uint64_t>(step));
     });
-    int64_t c = 0;
+    int64_t c = 0, remaining = 0;
     for (int64_t row = 0; row < p.batch; ++row) {
-        const int64_t begin = c;
-        while (c < p.n_cand && p.cand_row[c] == row) ++c;
-        const int64_t count = c - begin;
-        std::vector<int64_t> order(static_cast<size_t>(count));
-        std::iota(order.begin(), order.end(), begin);
+        std::vector<int64_t> order;
+        for (; c < p.n_cand && p.cand_row[c] == row; ++c)
+            if (is_live[c]) order.push_back(c);
+        const int64_t count = static_cast<int64_t>(order.size());
         // Highest confidence first; equal confidences in canvas order, so the choice is deterministic.
         std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
             return choices[a].confidence > choices[b].confidence;
@@ -77,7 +82,7 @@ void cpu_commit_step(const CommitStepParams& p) {
         int64_t take = 0;
         switch (p.select) {
             case SelectRule::kTopK:
-                take = std::min<int64_t>(p.k_per_row[row], count);
+                take = std::min<int64_t>(p.k_table ? p.k_table[step * p.batch + row] : p.k_per_row[row], count);
                 break;
             case SelectRule::kThreshold:
                 while (take < count && choices[order[take]].confidence >= p.threshold) ++take;
@@ -98,8 +103,11 @@ void cpu_commit_step(const CommitStepParams& p) {
             const int64_t cand = order[i];
             p.canvas[row * p.canvas_len + p.cand_pos[cand]] = static_cast<int32_t>(token_of_column(p, choices[cand].col));
         }
-        if (p.committed_per_row) p.committed_per_row[row] = static_cast<int32_t>(take);
+        if (p.committed_per_row) p.committed_per_row[(p.step_counter ? step * p.batch : 0) + row] = static_cast<int32_t>(take);
+        remaining += count - take;
     }
+    if (p.remaining) *p.remaining = static_cast<int32_t>(remaining);
+    if (p.step_counter) ++*p.step_counter;
 }
 
 }  // namespace dynin_rt

@@ -11,7 +11,7 @@ void cpu_embed(const EmbedParams& p) {
     parallel_for(p.m, [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) {
             float* out = p.out + i * p.d;
-            const int64_t row = p.ids[i];
+            const int64_t row = p.canvas && p.canvas_index[i] >= 0 ? p.canvas[p.canvas_index[i]] : p.ids[i];
             if (p.dtype == DType::F32) {
                 std::memcpy(out, static_cast<const float*>(p.table) + row * p.d, sizeof(float) * p.d);
             } else {

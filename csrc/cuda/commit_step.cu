@@ -24,12 +24,23 @@ struct Columns {
     int n;
 };
 
-// grid: n_cand candidates. Writes col[c], confidence[c].
+__device__ inline int64_t step_of(const CommitStepParams& p) { return p.step_counter ? *p.step_counter : p.step; }
+
+// A fixed candidate list skips the positions committed since it was made.
+__device__ inline bool is_live(const CommitStepParams& p, int64_t c) {
+    return p.mask_id < 0 || p.canvas[p.cand_row[c] * p.canvas_len + p.cand_pos[c]] == p.mask_id;
+}
+
+// grid: n_cand candidates. Writes col[c], confidence[c] (-inf for a skipped candidate).
 __global__ void choose_kernel(CommitStepParams p, int32_t* col, double* confidence) {
     const int64_t c = blockIdx.x;
+    if (!is_live(p, c)) {
+        if (threadIdx.x == 0) confidence[c] = -INFINITY;
+        return;
+    }
     const float* l = p.logits + c * p.ld;
     const int64_t row = p.cand_row[c];
-    const uint64_t pos = static_cast<uint64_t>(p.cand_pos[c]), step = static_cast<uint64_t>(p.step);
+    const uint64_t pos = static_cast<uint64_t>(p.cand_pos[c]), step = static_cast<uint64_t>(step_of(p));
     const uint64_t seed = row_seed_of(p, row), noise_row = noise_row_of(p, row);
     const bool scaled = p.choice == TokenChoice::kCategorical && p.temperature > 0.0;
     const float divisor = scaled ? static_cast<float>(fmax(p.temperature, 1e-5)) : 1.0f;
@@ -72,17 +83,20 @@ __device__ int32_t token_of(const Columns& cols, int32_t col) {
 // grid: batch rows; block: kThreads. Candidates of a row are contiguous.
 __global__ void select_kernel(CommitStepParams p, Columns cols, const int32_t* col, const double* confidence) {
     __shared__ int64_t range[2];
-    __shared__ int take;
+    __shared__ int take, live;
     const int32_t row = static_cast<int32_t>(blockIdx.x);
     if (threadIdx.x == 0) {
         row_range(p.cand_row, p.n_cand, row, &range[0], &range[1]);
         take = 0;
+        live = 0;
     }
     __syncthreads();
     const int64_t begin = range[0], count = range[1] - range[0];
-    // rank: confidence descending, canvas order on ties (the CPU twin's stable sort)
+    // rank: confidence descending, canvas order on ties (the CPU twin's stable sort); skipped
+    // candidates (-inf) rank after every live one and never pass a rule
     for (int64_t i = threadIdx.x; i < count; i += blockDim.x) {
         const int64_t c = begin + i;
+        if (confidence[c] != -INFINITY) atomicAdd(&live, 1);
         int64_t rank = 0;
         for (int64_t o = begin; o < begin + count; ++o)
             rank += confidence[o] > confidence[c] || (confidence[o] == confidence[c] && o < c);
@@ -92,9 +106,14 @@ __global__ void select_kernel(CommitStepParams p, Columns cols, const int32_t* c
     }
     __syncthreads();
     if (threadIdx.x == 0) {
-        if (p.select == SelectRule::kTopK) take = static_cast<int>(p.k_per_row[row] < count ? p.k_per_row[row] : count);
-        else if (count > 0 && take < 1) take = 1;
-        if (p.committed_per_row) p.committed_per_row[row] = take;
+        if (p.select == SelectRule::kTopK) {
+            const int k = p.k_table ? p.k_table[step_of(p) * p.batch + row] : p.k_per_row[row];
+            take = k < live ? k : live;
+        } else if (live > 0 && take < 1) {
+            take = 1;
+        }
+        if (p.committed_per_row) p.committed_per_row[(p.step_counter ? step_of(p) * p.batch : 0) + row] = take;
+        if (p.remaining) atomicAdd(p.remaining, live - take);
     }
     __syncthreads();
     for (int64_t i = threadIdx.x; i < count; i += blockDim.x) {
@@ -106,23 +125,31 @@ __global__ void select_kernel(CommitStepParams p, Columns cols, const int32_t* c
     }
 }
 
+__global__ void advance_step_kernel(int64_t* counter) { ++*counter; }
+
 }  // namespace
 
 void commit_step(const CommitStepParams& p, Context& c) {
     DYNIN_CHECK_ARG(p.n_ranges >= 1 && p.n_ranges <= kMaxRanges, "cuda commit_step: 1 to ", kMaxRanges, " column ranges");
-    if (p.n_cand == 0) return;
-    Columns cols{};
-    cols.n = static_cast<int>(p.n_ranges);
-    for (int64_t r = 0; r < p.n_ranges; ++r) cols.r[r] = p.columns[r];
-    CommitStepParams dp = p;
-    dp.columns = nullptr;  // host memory: travels in `cols`
-    auto* scratch = static_cast<char*>(c.ensure_scratch(static_cast<size_t>(p.n_cand) * (sizeof(double) + sizeof(int32_t))));
-    auto* conf = reinterpret_cast<double*>(scratch);
-    auto* col = reinterpret_cast<int32_t*>(scratch + sizeof(double) * p.n_cand);
-    choose_kernel<<<static_cast<unsigned>(p.n_cand), kThreads, 0, c.stream>>>(dp, col, conf);
-    check(cudaGetLastError(), "commit_step choose");
-    select_kernel<<<static_cast<unsigned>(p.batch), kThreads, 0, c.stream>>>(dp, cols, col, conf);
-    check(cudaGetLastError(), "commit_step select");
+    if (p.remaining) check(cudaMemsetAsync(p.remaining, 0, sizeof(int32_t), c.stream), "commit_step remaining");
+    if (p.n_cand > 0) {
+        Columns cols{};
+        cols.n = static_cast<int>(p.n_ranges);
+        for (int64_t r = 0; r < p.n_ranges; ++r) cols.r[r] = p.columns[r];
+        CommitStepParams dp = p;
+        dp.columns = nullptr;  // host memory: travels in `cols`
+        auto* scratch = static_cast<char*>(c.ensure_scratch(static_cast<size_t>(p.n_cand) * (sizeof(double) + sizeof(int32_t))));
+        auto* conf = reinterpret_cast<double*>(scratch);
+        auto* col = reinterpret_cast<int32_t*>(scratch + sizeof(double) * p.n_cand);
+        choose_kernel<<<static_cast<unsigned>(p.n_cand), kThreads, 0, c.stream>>>(dp, col, conf);
+        check(cudaGetLastError(), "commit_step choose");
+        select_kernel<<<static_cast<unsigned>(p.batch), kThreads, 0, c.stream>>>(dp, cols, col, conf);
+        check(cudaGetLastError(), "commit_step select");
+    }
+    if (p.step_counter) {
+        advance_step_kernel<<<1, 1, 0, c.stream>>>(p.step_counter);
+        check(cudaGetLastError(), "commit_step advance");
+    }
 }
 
 }  // namespace cuda

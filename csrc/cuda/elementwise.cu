@@ -17,7 +17,7 @@ constexpr int kThreads = 256;
 // out[i, :] = table[ids[i], :]   grid: m rows
 __global__ void embed_kernel(EmbedParams p) {
     const int64_t i = blockIdx.x;
-    const int64_t row = p.ids[i];
+    const int64_t row = p.canvas && p.canvas_index[i] >= 0 ? p.canvas[p.canvas_index[i]] : p.ids[i];
     for (int64_t j = threadIdx.x; j < p.d; j += blockDim.x) p.out[i * p.d + j] = weight_at(p.table, p.dtype, row * p.d + j);
 }
 

@@ -16,12 +16,21 @@ namespace {
 
 constexpr int kThreads = kReduceThreads;
 
-// grid: n_cand. Writes sample[c], score[c].
+__device__ inline int64_t step_of(const MaskgitStepParams& p) { return p.step_counter ? *p.step_counter : p.step; }
+
+// grid: n_cand. Writes sample[c], score[c]; sample -1 for a candidate whose code is already known
+// (a fixed list of every image position skips them).
 __global__ void sample_kernel(MaskgitStepParams p, int32_t* sample, double* score) {
     const int64_t c = blockIdx.x;
     const float* l = p.logits + c * p.ld;
     const int64_t row = p.cand_row[c];
-    const uint64_t index = static_cast<uint64_t>(p.cand_index[c]), step = static_cast<uint64_t>(p.step);
+    if (p.codes[row * p.n_tokens + p.cand_index[c]] >= 0) {
+        if (threadIdx.x == 0) sample[c] = -1;
+        return;
+    }
+    const int64_t step_index = step_of(p);
+    const double temperature = p.temperatures ? p.temperatures[step_index] : p.temperature;
+    const uint64_t index = static_cast<uint64_t>(p.cand_index[c]), step = static_cast<uint64_t>(step_index);
     const uint64_t seed = row_seed_of(p, row), noise_row = noise_row_of(p, row);
     const uint64_t key = counter_key(seed, kStreamToken, step, noise_row, index);
     Pick best{-DBL_MAX, 0}, top{-DBL_MAX, 0};
@@ -37,46 +46,76 @@ __global__ void sample_kernel(MaskgitStepParams p, int32_t* sample, double* scor
     if (threadIdx.x == 0) {
         const float prob = static_cast<float>(exp(static_cast<double>(l[best.index]) - top.value) / sum);
         const double u = bits_to_uniform(counter_key(seed, kStreamRemask, step, noise_row, index));
-        score[c] = static_cast<double>(logf(fmaxf(prob, 1e-20f))) + p.temperature * gumbel_from_uniform(u);
+        score[c] = static_cast<double>(logf(fmaxf(prob, 1e-20f))) + temperature * gumbel_from_uniform(u);
         sample[c] = static_cast<int32_t>(best.index);
     }
 }
 
-// grid: batch rows. Candidates of a row are contiguous.
+// grid: batch rows. Candidates of a row are contiguous. keep_masked: host-given, or from the schedule.
 __global__ void remask_kernel(MaskgitStepParams p, const int64_t* keep_masked, const int32_t* sample, const double* score) {
     __shared__ int64_t range[2];
+    __shared__ int unknown, still_masked;
     const int32_t row = static_cast<int32_t>(blockIdx.x);
     if (threadIdx.x == 0) {
         row_range(p.cand_row, p.n_cand, row, &range[0], &range[1]);
+        unknown = 0;
+        still_masked = 0;
     }
     __syncthreads();
-    const int64_t keep = keep_masked[row];
+    for (int64_t c = range[0] + threadIdx.x; c < range[1]; c += blockDim.x)
+        if (sample[c] >= 0) atomicAdd(&unknown, 1);
+    __syncthreads();
+    int64_t keep = 0;
+    if (p.schedule) {
+        const int64_t scheduled = p.schedule[step_of(p)];
+        keep = unknown - 1 < scheduled ? unknown - 1 : scheduled;
+        keep = keep > 1 ? keep : 1;
+    } else {
+        keep = keep_masked[row];
+    }
     for (int64_t c = range[0] + threadIdx.x; c < range[1]; c += blockDim.x) {
+        if (sample[c] < 0) continue;
         int64_t at_or_below = 0;
-        for (int64_t o = range[0]; o < range[1]; ++o) at_or_below += score[o] <= score[c];
+        for (int64_t o = range[0]; o < range[1]; ++o) at_or_below += sample[o] >= 0 && score[o] <= score[c];
         const int64_t slot = row * p.n_tokens + p.cand_index[c];
         p.last_sample[slot] = sample[c];
         p.codes[slot] = at_or_below <= keep ? -1 : sample[c];
+        if (at_or_below <= keep) atomicAdd(&still_masked, 1);
+    }
+    __syncthreads();
+    if (p.masked_log && threadIdx.x == 0) p.masked_log[step_of(p) * p.batch + row] = still_masked;
+    if (!p.canvas) return;
+    for (int64_t n = threadIdx.x; n < p.n_tokens; n += blockDim.x) {
+        const int32_t code = p.codes[row * p.n_tokens + n];
+        p.canvas[row * p.canvas_len + p.region_start[row] + n] = code < 0 ? p.mask_id : p.token_offset + code;
     }
 }
+
+__global__ void advance_step_kernel(int64_t* counter) { ++*counter; }
 
 }  // namespace
 
 void maskgit_step(const MaskgitStepParams& p, Context& c) {
-    if (p.n_cand == 0) return;
-    const size_t bytes = static_cast<size_t>(p.n_cand) * (sizeof(double) + sizeof(int32_t)) + sizeof(int64_t) * p.batch;
-    auto* scratch = static_cast<char*>(c.ensure_scratch(bytes));
-    auto* score = reinterpret_cast<double*>(scratch);
-    auto* keep = reinterpret_cast<int64_t*>(scratch + sizeof(double) * p.n_cand);
-    auto* sample = reinterpret_cast<int32_t*>(scratch + sizeof(double) * p.n_cand + sizeof(int64_t) * p.batch);
-    // keep_masked is host memory; a pageable upload is staged before the call returns
-    check(cudaMemcpyAsync(keep, p.keep_masked, sizeof(int64_t) * p.batch, cudaMemcpyHostToDevice, c.stream), "maskgit keep");
-    MaskgitStepParams dp = p;
-    dp.keep_masked = nullptr;
-    sample_kernel<<<static_cast<unsigned>(p.n_cand), kThreads, 0, c.stream>>>(dp, sample, score);
-    check(cudaGetLastError(), "maskgit sample");
-    remask_kernel<<<static_cast<unsigned>(p.batch), kThreads, 0, c.stream>>>(dp, keep, sample, score);
-    check(cudaGetLastError(), "maskgit remask");
+    if (p.n_cand > 0) {
+        const size_t bytes = static_cast<size_t>(p.n_cand) * (sizeof(double) + sizeof(int32_t)) + sizeof(int64_t) * p.batch;
+        auto* scratch = static_cast<char*>(c.ensure_scratch(bytes));
+        auto* score = reinterpret_cast<double*>(scratch);
+        auto* keep = reinterpret_cast<int64_t*>(scratch + sizeof(double) * p.n_cand);
+        auto* sample = reinterpret_cast<int32_t*>(scratch + sizeof(double) * p.n_cand + sizeof(int64_t) * p.batch);
+        // keep_masked is host memory; a pageable upload is staged before the call returns
+        if (!p.schedule)
+            check(cudaMemcpyAsync(keep, p.keep_masked, sizeof(int64_t) * p.batch, cudaMemcpyHostToDevice, c.stream), "maskgit keep");
+        MaskgitStepParams dp = p;
+        dp.keep_masked = nullptr;
+        sample_kernel<<<static_cast<unsigned>(p.n_cand), kThreads, 0, c.stream>>>(dp, sample, score);
+        check(cudaGetLastError(), "maskgit sample");
+        remask_kernel<<<static_cast<unsigned>(p.batch), kThreads, 0, c.stream>>>(dp, keep, sample, score);
+        check(cudaGetLastError(), "maskgit remask");
+    }
+    if (p.step_counter) {
+        advance_step_kernel<<<1, 1, 0, c.stream>>>(p.step_counter);
+        check(cudaGetLastError(), "maskgit advance");
+    }
 }
 
 }  // namespace cuda

@@ -7,7 +7,6 @@ in exact mode; ``mode="fast"`` (KV reuse + threshold decoding) is approximate an
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -18,7 +17,8 @@ import numpy as np
 from . import _native
 from .checkpoint import ModelConfig, parse_config
 from .errors import CheckpointError
-from .export.weights import MANIFEST, export_weights, read_manifest
+from .export.weights import MANIFEST, read_manifest
+from .export_cache import cached_export
 from .tokens import TextTokenizer, TokenLayout
 
 _C = _native._C
@@ -56,21 +56,6 @@ class GenerationStats:
             "cancelled_rows": list(self.cancelled_rows),
             "device": dict(self.device),
         }
-
-
-def _cache_root() -> str:
-    return os.environ.get("DYNIN_RT_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "dynin_rt"))
-
-
-def _export_key(hf_dir: str, dtype: str) -> str:
-    """Changes when the checkpoint's files change (path, size and mtime of each) or the dtype does."""
-    h = hashlib.sha256(f"{os.path.abspath(hf_dir)}|{dtype}".encode())
-    for name in sorted(os.listdir(hf_dir)):
-        path = os.path.join(hf_dir, name)
-        if os.path.isfile(path):
-            st = os.stat(path)
-            h.update(f"{name}|{st.st_size}|{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:24]
 
 
 def _checkpoint_dtype(hf_dir: str) -> str:
@@ -145,6 +130,11 @@ class Model:
         self.tokenizer_backend = tokenizer_backend or ("auto" if self.backend == "cuda" else "torch")
         self._tokenizers: dict = {}
         self._tokenizers_lock = threading.Lock()
+        # Where the loops' step plans come from: "auto" (every step on the CPU, once per block on a
+        # device), or forced to "step" / "block" (tests check that both give the same tokens); whether
+        # device-resident steps are recorded once and replayed (CUDA graphs; tokens are the same off).
+        self.plans = "auto"
+        self.graphs = True
 
     # -- info ----------------------------------------------------------------------------------
     @property
@@ -223,7 +213,7 @@ class Model:
         params = _params(params, text_params, options)
         ids, raw = self._engine.generate_text(_as_array(prompt_ids), _optional_array(attention_mask), params,
                                               lengths=_optional_list(lengths), on_block=on_block, cancel=cancel,
-                                              row_cancel=row_cancel)
+                                              row_cancel=row_cancel, plans=self.plans, graphs=self.graphs)
         self._set_stats(raw)
         return ids.astype(np.int64)
 
@@ -237,7 +227,7 @@ class Model:
         params = _params(params, image_params, options)
         codes, raw = self._engine.generate_image(_as_array(input_ids), _as_array(attention_mask),
                                                  _optional_array(uncond_input_ids), _optional_array(uncond_attention_mask),
-                                                 params, cancel=cancel, row_cancel=row_cancel)
+                                                 params, cancel=cancel, row_cancel=row_cancel, plans=self.plans, graphs=self.graphs)
         self._set_stats(raw)
         return codes.astype(np.int64)
 
@@ -250,7 +240,7 @@ class Model:
         """
         params = _params(params, speech_params, options)
         units, raw = self._engine.generate_speech(_as_array(input_ids), _optional_array(attention_mask), params,
-                                                  on_block=on_block, cancel=cancel, row_cancel=row_cancel)
+                                                  on_block=on_block, cancel=cancel, row_cancel=row_cancel, plans=self.plans, graphs=self.graphs)
         self._set_stats(raw)
         return [u.astype(np.int64) for u in units]
 
@@ -370,10 +360,7 @@ def load(path: str | os.PathLike, backend: str = "auto", dtype: str | None = Non
         return Model(path, **kwargs)
     parse_config(_read_json(os.path.join(path, "config.json")))  # fail fast on a bad config
     dtype = dtype or _checkpoint_dtype(path)
-    out = os.path.join(_cache_root(), _export_key(path, dtype))
-    if not os.path.isfile(os.path.join(out, MANIFEST)):
-        export_weights(path, out, dtype=dtype, text_vocab_size=text_vocab_size, progress=progress)
-    return Model(out, **kwargs)
+    return Model(cached_export(path, dtype, text_vocab_size=text_vocab_size, progress=progress), **kwargs)
 
 
 def _read_json(path: str) -> dict:

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,7 +31,8 @@ struct GemmParams {
     int64_t w_row0 = 0;
 };
 
-// out[i, :] = table[ids[i], :]
+// out[i, :] = table[id_i, :], id_i = ids[i], or with a canvas: canvas[canvas_index[i]] where
+// canvas_index[i] >= 0 (the loops keep their canvas in backend memory and gather from it).
 struct EmbedParams {
     const void* table = nullptr;  // [vocab, d] in dtype
     DType dtype = DType::F32;
@@ -38,6 +40,8 @@ struct EmbedParams {
     const int32_t* ids = nullptr;  // [m], validated by the caller
     int64_t m = 0;
     float* out = nullptr;  // [m, d]
+    const int32_t* canvas = nullptr;        // [*] or null
+    const int64_t* canvas_index = nullptr;  // [m] index into canvas, or -1: take ids[i]
 };
 
 // out[i, :] = x[i, :] * rsqrt(mean(x[i, :]^2) + eps) * w   (normalise in fp32, then scale)
@@ -138,7 +142,12 @@ struct CommitStepParams {
     int64_t step = 0;                    // global step index: the noise key
     const uint64_t* row_seed = nullptr;  // [batch] per-row seeds, or null: `seed` for every row
     const int64_t* noise_row = nullptr;  // [batch] the row of each batch row's noise key, or null: itself
-    int32_t* committed_per_row = nullptr;  // [batch] out: how many were committed
+    int32_t* committed_per_row = nullptr;  // out: how many were committed, [batch] ([steps, batch] with step_counter)
+    // A step whose inputs live in backend memory (the device-resident loop, docs/runtime-loop.md):
+    int32_t mask_id = -1;                 // >= 0: candidates whose canvas value is no longer mask_id are skipped
+    int64_t* step_counter = nullptr;      // [1] the global step (replaces `step`); incremented by the step
+    const int32_t* k_table = nullptr;     // [steps, batch] k per row of every global step (replaces k_per_row)
+    int32_t* remaining = nullptr;         // [1] out: candidates still masked after the step, over the batch
 };
 
 // One MaskGIT step over the unknown image positions (model-spec §7.2).
@@ -150,12 +159,22 @@ struct MaskgitStepParams {
     int32_t* codes = nullptr;             // [batch, n_tokens] committed code or -1 (masked), in place
     int32_t* last_sample = nullptr;       // [batch, n_tokens] this step's sample per position
     int64_t batch = 0, n_tokens = 0;
-    const int64_t* keep_masked = nullptr;  // [batch] host memory: mask_len of the schedule
+    const int64_t* keep_masked = nullptr;  // [batch] host memory: mask_len of the schedule (or `schedule`)
     double temperature = 1.0;              // already annealed for this step
     uint64_t seed = 0;
     int64_t step = 0;
     const uint64_t* row_seed = nullptr;    // [batch] per-row seeds, or null: `seed` for every row
     const int64_t* noise_row = nullptr;    // [batch] the row of each batch row's noise key, or null: itself
+    // A step whose inputs live in backend memory (the device-resident loop): candidates whose code is
+    // already known are skipped, so a fixed list of every image position serves all steps.
+    int64_t* step_counter = nullptr;       // [1] the step (replaces `step`); incremented by the step
+    const int64_t* schedule = nullptr;     // [steps] keep_masked per row = max(1, min(unknown - 1, schedule[step]))
+    const double* temperatures = nullptr;  // [steps] the annealed temperature of each step
+    int32_t* canvas = nullptr;             // [batch, canvas_len] or null: the image region gets the codes
+    int64_t canvas_len = 0;
+    const int64_t* region_start = nullptr;  // [batch] first canvas position of each row's image region
+    int32_t mask_id = 0, token_offset = 0;  // unknown codes are written as mask_id, known ones as offset + code
+    int32_t* masked_log = nullptr;         // [steps, batch] out: positions each row leaves masked at each step
 };
 
 class DeviceBuffer;
@@ -209,6 +228,15 @@ class Backend {
                              CfgForm form) = 0;
     virtual void commit_step(const CommitStepParams& p) = 0;
     virtual void maskgit_step(const MaskgitStepParams& p) = 0;
+
+    // Runs `enqueue`, which only puts device work on the backend's stream (no host waits, uploads or
+    // allocations: a device-resident step). A backend with graphs records it under `key` (after one
+    // eager run, which sizes its scratch memory) and replays the recording from then on; the others
+    // just run it. The key must change whenever what a recording bakes in does (shapes, pointers,
+    // kernel parameters); values read from backend memory may change freely.
+    virtual void run_recorded(uint64_t key, const std::function<void()>& enqueue) { enqueue(); }
+    // Frees a recording (a call's recordings are dropped when it ends: they bake in its buffers).
+    virtual void drop_recording(uint64_t key) {}
 };
 
 // Buffer of backend memory that releases itself.

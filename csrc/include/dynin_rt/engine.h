@@ -38,11 +38,10 @@ struct KVCache {
     int64_t slots = 0;
 };
 
-// Scratch memory of one forward; one per generate call keeps concurrent calls independent.
+// Scratch memory of one call's forwards (one per call keeps concurrent calls independent).
 struct Workspace {
-    DeviceBuffer ids, positions, active_rows, head_rows;  // int32 [M], int32 [M], int64 [M], int64 [R]
-    DeviceBuffer x, h, qkv, attn, gate_up, act;          // fp32 activations
-    DeviceBuffer head_in, logits;                         // [R, D], [R, C]
+    DeviceBuffer x, h, qkv, attn, gate_up, act;  // fp32 activations
+    DeviceBuffer head_in, logits;                // [R, 2D], [R, C]
 };
 
 // One forward: which slots to compute, against which keys, and which logits to return.
@@ -51,14 +50,33 @@ struct Workspace {
 //   cache, fill_cache:      the same, and the K/V of the computed slots are stored in the cache
 //   cache, not fill_cache:  any sorted subset of slots is recomputed (its K/V rewritten); every row
 //                           attends to all its cached slots
+// Token ids come from the canvas in backend memory: layout row r reads canvas row r % canvas_rows
+// (the unconditional stream of CFG reads the conditional rows), except where `overrides` (host
+// [layout rows, T], -1 = none) names another token (the uncond stream's masked prompt or prefix).
 struct ForwardArgs {
-    const int32_t* tokens = nullptr;          // host [B, T]
+    const int32_t* canvas = nullptr;          // backend memory [canvas_rows, T]
+    int64_t canvas_rows = 0;
+    const int32_t* overrides = nullptr;       // host [layout rows, T] or null
     const CanvasLayout* layout = nullptr;
     const std::vector<int64_t>* active = nullptr;  // sorted slots to compute; null = every slot
     KVCache* cache = nullptr;                 // null: no reuse
     bool fill_cache = false;
     const std::vector<int64_t>* head_slots = nullptr;  // sorted slots whose logits are returned, all active
     std::vector<ColumnRange> columns;         // vocabulary columns of the LM head, in output order
+};
+
+// A forward's index arrays in backend memory, built once by Engine::prepare and run any number of
+// times: the steps of a block reuse one, only the canvas it reads changes. Running needs no host work,
+// so a backend can capture it.
+struct PreparedForward {
+    int64_t M = 0, R = 0, C = 0, batch = 0, slots = 0;  // computed slots, head rows, logit columns
+    std::vector<int64_t> q_start, k_start;  // [B + 1] attention segments (kernel parameters)
+    std::vector<ColumnRange> columns;
+    KVCache* cache = nullptr;
+    bool fill_cache = false;
+    DeviceBuffer token_index;  // int64 [M] canvas index of each computed slot, or -1: take token_override
+    DeviceBuffer token_override, positions;  // int32 [M] each
+    DeviceBuffer active_rows, head_rows;     // int64 [M] (cache only), [R]
 };
 
 class Engine {
@@ -70,6 +88,11 @@ class Engine {
 
     // Logits [R, C] of the head slots over the requested columns, in backend memory owned by ws.
     const float* forward(const ForwardArgs& args, Workspace& ws) const;
+    // The same in two parts: the host work and uploads into f (its buffers grow, never shrink), then
+    // the device work (no allocation once the workspace has held a forward of this size: reserve()).
+    void prepare(const ForwardArgs& args, PreparedForward& f) const;
+    const float* run(const PreparedForward& f, const int32_t* canvas, Workspace& ws) const;
+    void reserve(const PreparedForward& f, Workspace& ws) const;
     void ensure_cache(KVCache& cache, int64_t slots) const;
 
  private:
@@ -77,10 +100,8 @@ class Engine {
     std::shared_ptr<const ModelWeights> weights_;
     std::unique_ptr<Backend> backend_;
     std::vector<DeviceBuffer> storage_;  // weights copied to the backend, when they had to be
-    struct Plan;
-    Plan plan(const ForwardArgs& args) const;
-    void layer(int64_t l, const Plan& plan, const ForwardArgs& args, Workspace& ws) const;
-    const float* lm_head(const Plan& plan, const ForwardArgs& args, Workspace& ws) const;
+    void layer(int64_t l, const PreparedForward& f, Workspace& ws) const;
+    const float* lm_head(const PreparedForward& f, Workspace& ws) const;
     // y = x . w^T for one weight matrix: the backend's packed copy when it made one and it pays off
     // for m rows, else the row-major weights. row0: first weight row (the LM head's column ranges).
     void matmul(const float* x, int64_t ldx, const void* w, const void* packed, int64_t n, int64_t k, float* y, int64_t ldy,

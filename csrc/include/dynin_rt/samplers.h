@@ -56,12 +56,19 @@ class CancelToken {
 // Called after each finished block with the canvas (host [B, T]); for streaming.
 using BlockCallback = std::function<void(int64_t block, const std::vector<int32_t>& canvas)>;
 
-// How the caller steers a running loop. Checked before every step, so a stop takes at most one step.
+// Where a loop's plans come from (loop_support.h): kAuto makes them every step on a host-memory
+// backend and once per block (device-resident steps) elsewhere; the others force one (tests).
+enum class PlanMode : uint8_t { kAuto, kPerStep, kPerBlock };
+
+// How the caller steers a running loop. Checked before every step, so a stop takes at most one step
+// (with per-block plans a cancelled row stops at the end of the block; the call stops at the next step).
 struct LoopControl {
     CancelToken all;               // stops the call: the loop throws Cancelled
     std::vector<CancelToken> rows;  // [B] or empty: a cancelled row stops; the others go on
     std::function<void()> poll;    // e.g. a Ctrl-C check; may throw to abort the call
     BlockCallback on_block;
+    PlanMode plans = PlanMode::kAuto;
+    bool graphs = true;  // record and replay device-resident steps where the backend can (CUDA graphs)
 };
 
 struct SamplerStats {
@@ -69,8 +76,9 @@ struct SamplerStats {
     int64_t steps = 0;
     std::vector<int32_t> committed_per_step;  // summed over the batch
     std::vector<uint8_t> cancelled_rows;      // [B]: 1 where a row's cancel token stopped it
-    double seconds_forward = 0.0;             // engine forward (the LM head included)
-    double seconds_sample = 0.0;              // choice, selection, commit, CFG combination
+    double seconds_forward = 0.0;             // engine forward (the LM head included); with per-block
+                                              // plans the whole of each block (the device runs on)
+    double seconds_sample = 0.0;              // guidance, choice, selection, commit (per-step plans)
     BackendCounters device;                   // what the backend did during the call
 };
 
