@@ -1,7 +1,7 @@
-"""The dynin-rt command: generate (every task), export, bench, demo.
+"""The dynin-rt command: generate (every task), export, bench, demo, serve.
 
-Each command's options and body live beside the code it runs (bench.py, demo.py, export/); this
-file only assembles them, so a script and its CLI command cannot drift apart.
+Each command's options and body live beside the code it runs (bench.py, demo.py, export/, serve/);
+this file only assembles them, so a script and its CLI command cannot drift apart.
 """
 from __future__ import annotations
 
@@ -100,10 +100,16 @@ def _add_demo(sub) -> None:
     d.set_defaults(func=demo.command)
 
 
+def _add_serve(sub) -> None:
+    from .serve.cli import add_parser
+
+    add_parser(sub)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="dynin-rt", description="Dynin-Omni inference runtime")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_generate, _add_export, _add_bench, _add_demo):
+    for add in (_add_generate, _add_export, _add_bench, _add_demo, _add_serve):
         add(sub)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["export"]:

@@ -54,17 +54,20 @@ def _image_edit(job: Job, n: int):
             prompts.image_edit(tok, layout, source, "", num_image_tokens=n))
 
 
+_T2I = ImageTask(_text_to_image, uncond_prefix=512)
+_I2I = ImageTask(_image_edit, uncond_prefix=336)
+
 # Official defaults: docs/samplers.md, "Official defaults per task". MaskGIT recomputes every
 # position at every step, so there is nothing for a fast mode to reuse.
 register(TaskSpec(
     name="t2i", title="text to image", sampler="maskgit", output="image", media=None, prompt_required=True,
     tokenizers=("image",), defaults=dict(steps=20, cfg_scale=3.5, temperature=1.0, resolution=512), modes=("exact",),
-    run=ImageTask(_text_to_image, uncond_prefix=512).run, output_file="t2i.png",
+    run=_T2I.run, parts=_T2I, output_file="t2i.png",
     bench_prompt="A red fox in the snow", bench=dict(resolution=256, steps=16),
 ))
 register(TaskSpec(
     name="i2i", title="image editing", sampler="maskgit", output="image", media="image", prompt_required=True,
     tokenizers=("image",), defaults=dict(steps=64, cfg_scale=3.5, temperature=1.0, resolution=336), modes=("exact",),
-    run=ImageTask(_image_edit, uncond_prefix=336).run, output_file="i2i.png",
+    run=_I2I.run, parts=_I2I, output_file="i2i.png",
     bench_prompt="Make it night", bench=dict(resolution=256, steps=16),
 ))

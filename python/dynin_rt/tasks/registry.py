@@ -45,6 +45,8 @@ class TaskSpec:
     bench: the quick settings of ``dynin-rt bench`` and the demo (small enough for a CPU reference).
     bench_prompt: the prompt the benchmarks and the demo use (None: the task's default).
     output_file: the file the demo writes its result to.
+    parts: the pieces of ``run`` that a batch of requests shares (dynin_rt.batch): the task module's
+        object with ``canvas`` and ``decode`` (text) or ``canvases`` and ``uncond_prefix`` (images).
     """
 
     name: str
@@ -62,6 +64,7 @@ class TaskSpec:
     stream: Callable[["Job", Callable[[], Iterator]], Iterator] | None = None
     bench: Mapping[str, object] = field(default_factory=dict)
     bench_prompt: str | None = None
+    parts: object = None
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:

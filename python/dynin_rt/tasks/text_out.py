@@ -92,7 +92,7 @@ _video_task, _speech_task = TextTask(_video_question), TextTask(_transcription, 
 register(TaskSpec(
     name="t2t", title="text chat", sampler="llada", output="text", media=None, prompt_required=True, tokenizers=(),
     defaults=dict(max_new_tokens=512, steps=128, block_length=128, temperature=1.0, cfg_scale=0.0),
-    options=("think",), run=_chat_task.run, stream=_chat_task.stream, output_file="t2t.txt",
+    options=("think",), run=_chat_task.run, stream=_chat_task.stream, parts=_chat_task, output_file="t2t.txt",
     bench_prompt="Explain diffusion language models in one paragraph.",
     bench=dict(max_new_tokens=64, steps=32, block_length=32),
 ))
@@ -100,7 +100,7 @@ register(TaskSpec(
     name="i2t", title="image understanding", sampler="llada", output="text", media="image", prompt_required=False,
     tokenizers=("image",),
     defaults=dict(max_new_tokens=1024, steps=512, block_length=1024, temperature=0.0, cfg_scale=0.0, resolution=336),
-    run=_image_task.run, stream=_image_task.stream, output_file="i2t.txt",
+    run=_image_task.run, stream=_image_task.stream, parts=_image_task, output_file="i2t.txt",
     bench_prompt="What is in this picture?", bench=dict(resolution=224, max_new_tokens=64, steps=16, block_length=64),
 ))
 register(TaskSpec(
@@ -108,13 +108,13 @@ register(TaskSpec(
     tokenizers=("image",),
     defaults=dict(max_new_tokens=128, steps=128, block_length=128, temperature=0.0, cfg_scale=0.0, resolution=336,
                   frames=5),
-    run=_video_task.run, stream=_video_task.stream, output_file="v2t.txt",
+    run=_video_task.run, stream=_video_task.stream, parts=_video_task, output_file="v2t.txt",
     bench_prompt="Describe the video.", bench=dict(resolution=128, max_new_tokens=32, steps=16, block_length=32),
 ))
 register(TaskSpec(
     name="s2t", title="speech recognition", sampler="llada", output="text", media="audio", prompt_required=False,
     tokenizers=("speech",),
     defaults=dict(max_new_tokens=128, steps=256, block_length=2, temperature=0.0, cfg_scale=0.0),
-    run=_speech_task.run, stream=_speech_task.stream, output_file="s2t.txt",
+    run=_speech_task.run, stream=_speech_task.stream, parts=_speech_task, output_file="s2t.txt",
     bench=dict(max_new_tokens=32, steps=32, block_length=2),
 ))
