@@ -14,7 +14,7 @@ import dynin_rt
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SANITIZED_TESTS = [
-    "tests/test_ops_cpu.py",
+    "tests/test_ops.py",
     "tests/test_runtime_errors.py",
     "tests/test_fuzz_loader.py",
     "tests/test_runtime_parity.py::test_one_layer_kv_cache_is_exact",

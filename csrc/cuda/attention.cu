@@ -9,8 +9,8 @@
 #include <algorithm>
 #include <cfloat>
 
-#include "cuda_ops.h"
 #include "dynin_rt/common.h"
+#include "launch.cuh"
 
 namespace dynin_rt {
 namespace cuda {
@@ -33,9 +33,11 @@ struct Segments {
     int64_t k_start[kSegmentsPerLaunch + 1];
 };
 
+size_t smem_bytes(int hd) { return sizeof(float) * (kRowsPerBlock * hd + kKeysPerTile * (hd + 1) + kKeysPerTile * hd); }
+
 // grid: (query tiles, heads, sequences); block: 128 threads; dynamic smem: q, k, v tiles
 __global__ void attention_kernel(AttentionParams p, const Segments seg) {
-    extern __shared__ float smem[];
+    DYNIN_RT_DYNAMIC_SHARED(float, smem);
     const int hd = static_cast<int>(p.head_dim), ld = hd + 1;  // +1: conflict-free column reads
     float* qs = smem;                          // [32][hd]
     float* ks = qs + kRowsPerBlock * hd;       // [32][hd + 1]
@@ -112,10 +114,13 @@ __global__ void attention_kernel(AttentionParams p, const Segments seg) {
 
 void attention(const AttentionParams& p, Context& c) {
     DYNIN_CHECK_ARG(p.head_dim > 0 && p.head_dim <= kMaxHeadDim, "cuda attention: head_dim ", p.head_dim, " > ", kMaxHeadDim);
-    const int hd = static_cast<int>(p.head_dim);
-    const size_t smem = sizeof(float) * (kRowsPerBlock * hd + kKeysPerTile * (hd + 1) + kKeysPerTile * hd);
-    check(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-          "attention smem");
+    const size_t smem = smem_bytes(static_cast<int>(p.head_dim));
+    if (!c.attention_smem_set) {  // the largest head_dim needs more than the default 48 KiB
+        check(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   static_cast<int>(smem_bytes(kMaxHeadDim))),
+              "attention smem");
+        c.attention_smem_set = true;
+    }
     for (int64_t s0 = 0; s0 < p.n_seq; s0 += kSegmentsPerLaunch) {
         const int64_t n = std::min<int64_t>(kSegmentsPerLaunch, p.n_seq - s0);
         Segments seg{};
@@ -128,8 +133,7 @@ void attention(const AttentionParams& p, Context& c) {
         if (longest == 0) continue;
         const dim3 grid(static_cast<unsigned>((longest + kRowsPerBlock - 1) / kRowsPerBlock), static_cast<unsigned>(p.n_heads),
                         static_cast<unsigned>(n));
-        attention_kernel<<<grid, kWarps * 32, smem, c.stream>>>(p, seg);
-        check(cudaGetLastError(), "attention");
+        DYNIN_RT_LAUNCH(c, attention_kernel, grid, kWarps * 32, smem, p, seg);
     }
 }
 

@@ -6,9 +6,9 @@
 #include <cfloat>
 
 #include "block_reduce.cuh"
-#include "cuda_ops.h"
 #include "dynin_rt/common.h"
 #include "dynin_rt/counter_rng.h"
+#include "launch.cuh"
 
 namespace dynin_rt {
 namespace cuda {
@@ -114,13 +114,11 @@ void commit_step(const CommitStepParams& p, Context& c) {
     for (int64_t r = 0; r < p.n_ranges; ++r) cols.r[r] = p.columns[r];
     CommitStepParams dp = p;
     dp.columns = nullptr;  // host memory: travels in `cols`
-    auto* scratch = static_cast<char*>(c.ensure_scratch(static_cast<size_t>(p.n_cand) * (sizeof(double) + sizeof(int32_t))));
+    auto* scratch = static_cast<char*>(c.sampler.ensure(static_cast<size_t>(p.n_cand) * (sizeof(double) + sizeof(int32_t)), c.counters));
     auto* conf = reinterpret_cast<double*>(scratch);
     auto* col = reinterpret_cast<int32_t*>(scratch + sizeof(double) * p.n_cand);
-    choose_kernel<<<static_cast<unsigned>(p.n_cand), kThreads, 0, c.stream>>>(dp, col, conf);
-    check(cudaGetLastError(), "commit_step choose");
-    select_kernel<<<static_cast<unsigned>(p.batch), kThreads, 0, c.stream>>>(dp, cols, col, conf);
-    check(cudaGetLastError(), "commit_step select");
+    DYNIN_RT_LAUNCH(c, choose_kernel, static_cast<unsigned>(p.n_cand), kThreads, 0, dp, col, conf);
+    DYNIN_RT_LAUNCH(c, select_kernel, static_cast<unsigned>(p.batch), kThreads, 0, dp, cols, col, conf);
 }
 
 }  // namespace cuda

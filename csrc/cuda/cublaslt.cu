@@ -1,7 +1,8 @@
 // GEMMs through cuBLASLt, y[m, n] = x[m, k] . w[n, k]^T (+ y), with fp32 accumulation: fp32
 // weights in fp32 (no TF32, so results track the CPU twin), bf16 / fp16 weights against activations
 // rounded to the same type. libcublasLt is opened at run time (from the toolkit, the system, or the
-// nvidia-cublas wheel that python/dynin_rt/_native.py preloads), so _C imports without CUDA.
+// nvidia-cublas wheel that python/dynin_rt/_native.py preloads), so _C imports without CUDA; the
+// emulated build fills the same table from the emulation's CPU cuBLASLt (emulation/cublaslt.cc).
 #include <cublasLt.h>
 #include <dlfcn.h>
 
@@ -37,6 +38,9 @@ const CublasLt& api() {
     static std::once_flag once;
     static std::string error;
     std::call_once(once, [] {
+#if DYNIN_RT_CUDA_EMULATED
+        auto lookup = [](const char* name) { return emu::cublaslt_symbol(name); };
+#else
         void* lib = nullptr;
         for (const char* name : {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"})
             if ((lib = dlopen(name, RTLD_NOW | RTLD_GLOBAL))) break;
@@ -44,8 +48,10 @@ const CublasLt& api() {
             error = "cannot load libcublasLt (install the CUDA toolkit's cuBLAS or `pip install nvidia-cublas`)";
             return;
         }
+        auto lookup = [lib](const char* name) { return dlsym(lib, name); };
+#endif
         auto sym = [&](auto& fn, const char* name) {
-            fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(lib, name));
+            fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(lookup(name));
             if (!fn && error.empty()) error = str_cat("libcublasLt lacks ", name);
         };
         sym(lt.create, "cublasLtCreate");
@@ -86,9 +92,14 @@ Gemm::Gemm(Context& c) : ctx_(c) {
     handle_ = h;
     workspace_bytes_ = kWorkspaceBytes;
     check(cudaMalloc(&workspace_, workspace_bytes_), "cuBLASLt workspace");
+    ++ctx_.counters.allocations;
 }
 
 Gemm::~Gemm() {
+    try {
+        cast_.release(ctx_.counters);
+    } catch (const std::exception&) {  // a faulted device: nothing more to release
+    }
     if (workspace_) cudaFree(workspace_);
     if (handle_) api().destroy(static_cast<cublasLtHandle_t>(handle_));
 }
@@ -101,8 +112,8 @@ void Gemm::run(const GemmParams& p) {
     const void* b = p.x;
     int64_t ldb = p.ldx;
     if (p.w_dtype != DType::F32) {
-        void* cast = ctx_.ensure_scratch(sizeof(uint16_t) * static_cast<size_t>(p.m * p.k));
-        cast_rows(p.x, p.ldx, p.m, p.k, p.w_dtype, cast, ctx_.stream);
+        void* cast = cast_.ensure(sizeof(uint16_t) * static_cast<size_t>(p.m * p.k), ctx_.counters);
+        cast_rows(p.x, p.ldx, p.m, p.k, p.w_dtype, cast, ctx_);
         b = cast;
         ldb = p.k;
     }
@@ -129,6 +140,7 @@ void Gemm::run(const GemmParams& p) {
         check_lt(lt.matmul(static_cast<cublasLtHandle_t>(handle_), desc, &alpha, p.w, la, b, lb, &beta, p.y, lc, p.y, lc,
                            &result.algo, workspace_, workspace_bytes_, ctx_.stream),
                  "matmul");
+        ++ctx_.counters.kernel_launches;
     } catch (...) {
         if (pref) lt.pref_destroy(pref);
         for (auto* l : {la, lb, lc})

@@ -1,9 +1,11 @@
-// Embedding gather, SwiGLU, row copies, CFG combination and activation casts (twins of
+// Embedding gather, SwiGLU, row copies, CFG combination and the GEMMs' activation casts (twins of
 // cpu/elementwise.cc).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include "cuda_ops.h"
+#include <algorithm>
+
+#include "launch.cuh"
 #include "weights.cuh"
 
 namespace dynin_rt {
@@ -12,7 +14,6 @@ namespace cuda {
 namespace {
 
 constexpr int kThreads = 256;
-
 
 // out[i, :] = table[ids[i], :]   grid: m rows
 __global__ void embed_kernel(EmbedParams p) {
@@ -31,12 +32,14 @@ __global__ void swiglu_kernel(SwigluParams p) {
     }
 }
 
+// dst[dst_rows[i], :width] = src[src_rows[i], :width]   grid: m rows
 __global__ void copy_rows_kernel(CopyRowsParams p) {
     const int64_t i = blockIdx.x;
     const int64_t s = p.src_rows ? p.src_rows[i] : i, d = p.dst_rows ? p.dst_rows[i] : i;
     for (int64_t j = threadIdx.x; j < p.width; j += blockDim.x) p.dst[d * p.ld_dst + j] = p.src[s * p.ld_src + j];
 }
 
+// out [n] from u, c [n]   grid-stride
 __global__ void cfg_kernel(const float* u, const float* c, float* out, int64_t n, float alpha, float beta, bool llada) {
     for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
         out[i] = llada ? u[i] + alpha * (c[i] - u[i]) : alpha * c[i] - beta * u[i];
@@ -54,39 +57,34 @@ __global__ void cast_kernel(const float* x, int64_t ldx, int64_t k, T* out) {
 
 }  // namespace
 
-void embed(const EmbedParams& p, cudaStream_t s) {
+void embed(const EmbedParams& p, Context& c) {
     if (p.m == 0) return;
-    embed_kernel<<<static_cast<unsigned>(p.m), kThreads, 0, s>>>(p);
-    check(cudaGetLastError(), "embed");
+    DYNIN_RT_LAUNCH(c, embed_kernel, static_cast<unsigned>(p.m), kThreads, 0, p);
 }
 
-void swiglu(const SwigluParams& p, cudaStream_t s) {
+void swiglu(const SwigluParams& p, Context& c) {
     if (p.m == 0) return;
-    swiglu_kernel<<<static_cast<unsigned>(p.m), kThreads, 0, s>>>(p);
-    check(cudaGetLastError(), "swiglu");
+    DYNIN_RT_LAUNCH(c, swiglu_kernel, static_cast<unsigned>(p.m), kThreads, 0, p);
 }
 
-void copy_rows(const CopyRowsParams& p, cudaStream_t s) {
+void copy_rows(const CopyRowsParams& p, Context& c) {
     if (p.m == 0) return;
-    copy_rows_kernel<<<static_cast<unsigned>(p.m), kThreads, 0, s>>>(p);
-    check(cudaGetLastError(), "copy_rows");
+    DYNIN_RT_LAUNCH(c, copy_rows_kernel, static_cast<unsigned>(p.m), kThreads, 0, p);
 }
 
-void cfg_combine(const float* uncond, const float* cond, float* out, int64_t n, float alpha, float beta,
-                 Backend::CfgForm form, cudaStream_t s) {
+void cfg_combine(const float* uncond, const float* cond, float* out, int64_t n, float alpha, float beta, Backend::CfgForm form,
+                 Context& c) {
     if (n == 0) return;
     const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535));
-    cfg_kernel<<<blocks, kThreads, 0, s>>>(uncond, cond, out, n, alpha, beta, form == Backend::CfgForm::kLlada);
-    check(cudaGetLastError(), "cfg_combine");
+    DYNIN_RT_LAUNCH(c, cfg_kernel, blocks, kThreads, 0, uncond, cond, out, n, alpha, beta, form == Backend::CfgForm::kLlada);
 }
 
-void cast_rows(const float* x, int64_t ldx, int64_t m, int64_t k, DType to, void* out, cudaStream_t s) {
+void cast_rows(const float* x, int64_t ldx, int64_t m, int64_t k, DType to, void* out, Context& c) {
     if (m == 0) return;
     if (to == DType::BF16)
-        cast_kernel<__nv_bfloat16><<<static_cast<unsigned>(m), kThreads, 0, s>>>(x, ldx, k, static_cast<__nv_bfloat16*>(out));
+        DYNIN_RT_LAUNCH(c, cast_kernel<__nv_bfloat16>, static_cast<unsigned>(m), kThreads, 0, x, ldx, k, static_cast<__nv_bfloat16*>(out));
     else
-        cast_kernel<__half><<<static_cast<unsigned>(m), kThreads, 0, s>>>(x, ldx, k, static_cast<__half*>(out));
-    check(cudaGetLastError(), "cast_rows");
+        DYNIN_RT_LAUNCH(c, cast_kernel<__half>, static_cast<unsigned>(m), kThreads, 0, x, ldx, k, static_cast<__half*>(out));
 }
 
 }  // namespace cuda

@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "block_reduce.cuh"
-#include "cuda_ops.h"
 #include "dynin_rt/counter_rng.h"
+#include "launch.cuh"
 
 namespace dynin_rt {
 namespace cuda {
@@ -63,7 +63,7 @@ __global__ void remask_kernel(MaskgitStepParams p, const int64_t* keep_masked, c
 void maskgit_step(const MaskgitStepParams& p, Context& c) {
     if (p.n_cand == 0) return;
     const size_t bytes = static_cast<size_t>(p.n_cand) * (sizeof(double) + sizeof(int32_t)) + sizeof(int64_t) * p.batch;
-    auto* scratch = static_cast<char*>(c.ensure_scratch(bytes));
+    auto* scratch = static_cast<char*>(c.sampler.ensure(bytes, c.counters));
     auto* score = reinterpret_cast<double*>(scratch);
     auto* keep = reinterpret_cast<int64_t*>(scratch + sizeof(double) * p.n_cand);
     auto* sample = reinterpret_cast<int32_t*>(scratch + sizeof(double) * p.n_cand + sizeof(int64_t) * p.batch);
@@ -71,10 +71,8 @@ void maskgit_step(const MaskgitStepParams& p, Context& c) {
     check(cudaMemcpyAsync(keep, p.keep_masked, sizeof(int64_t) * p.batch, cudaMemcpyHostToDevice, c.stream), "maskgit keep");
     MaskgitStepParams dp = p;
     dp.keep_masked = nullptr;
-    sample_kernel<<<static_cast<unsigned>(p.n_cand), kThreads, 0, c.stream>>>(dp, sample, score);
-    check(cudaGetLastError(), "maskgit sample");
-    remask_kernel<<<static_cast<unsigned>(p.batch), kThreads, 0, c.stream>>>(dp, keep, sample, score);
-    check(cudaGetLastError(), "maskgit remask");
+    DYNIN_RT_LAUNCH(c, sample_kernel, static_cast<unsigned>(p.n_cand), kThreads, 0, dp, sample, score);
+    DYNIN_RT_LAUNCH(c, remask_kernel, static_cast<unsigned>(p.batch), kThreads, 0, dp, keep, sample, score);
 }
 
 }  // namespace cuda

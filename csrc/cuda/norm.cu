@@ -2,7 +2,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include "cuda_ops.h"
+#include "launch.cuh"
 #include "weights.cuh"
 
 namespace dynin_rt {
@@ -11,7 +11,6 @@ namespace cuda {
 namespace {
 
 constexpr int kThreads = 256;
-
 
 // out[i, :] = x[i, :] * rsqrt(mean(x[i, :]^2) + eps) * w   grid: m rows, block: kThreads
 __global__ void rms_norm_kernel(RmsNormParams p) {
@@ -35,10 +34,9 @@ __global__ void rms_norm_kernel(RmsNormParams p) {
 
 }  // namespace
 
-void rms_norm(const RmsNormParams& p, cudaStream_t s) {
+void rms_norm(const RmsNormParams& p, Context& c) {
     if (p.m == 0) return;
-    rms_norm_kernel<<<static_cast<unsigned>(p.m), kThreads, 0, s>>>(p);
-    check(cudaGetLastError(), "rms_norm");
+    DYNIN_RT_LAUNCH(c, rms_norm_kernel, static_cast<unsigned>(p.m), kThreads, 0, p);
 }
 
 }  // namespace cuda
