@@ -77,6 +77,26 @@ def test_gemm_bf16_within_twice_torch_bf16_error(ops, m, n, k):
     assert (ours - exact).abs().max().item() <= 2 * torch_err + 1e-6
 
 
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_gemm_into_lm_head_column_ranges(ops, dtype):
+    # The text-to-speech LM head (engine.cc): 4096 unit columns, then <|eoa|> and EOS, each product
+    # written at logits + col with leading dim 4098, so the EOS column starts 4-byte aligned only.
+    m, k = 3, 64
+    x = torch.randn(m, k)
+    w = torch.randn(4100, k)
+    columns = [(0, 2, 4096), (4096, 4099, 1), (4097, 1, 1)]
+    rows = list(range(2, 4098)) + [4099, 1]
+    if dtype == "bf16":
+        w = w.bfloat16()
+        got = torch.from_numpy(ops.gemm_columns(x.numpy(), bf16_bits(w), columns, "bf16")).double()
+        exact = x.double() @ w[rows].double().T
+        torch_err = (torch.nn.functional.linear(x.bfloat16(), w[rows]).double() - exact).abs().max().item()
+        assert (got - exact).abs().max().item() <= 2 * torch_err + 1e-6
+    else:
+        want = (x.double() @ w[rows].double().T).numpy()
+        assert rel_err(ops.gemm_columns(x.numpy(), w.numpy(), columns), want) < 1e-5
+
+
 @pytest.mark.parametrize("m, row0, n", [(1, 0, 16), (5, 3, 40), (12, 16, 33), (13, 7, 200), (40, 100, 17)])
 def test_gemm_on_packed_fp32_weights(ops, m, row0, n):
     # The LM head slices its packed copy at any row (e.g. the image codes start at 126372).
