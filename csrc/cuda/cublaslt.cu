@@ -6,6 +6,8 @@
 #include <cublasLt.h>
 #include <dlfcn.h>
 
+#include <algorithm>
+#include <memory>
 #include <mutex>
 
 #include "cuda_ops.h"
@@ -95,7 +97,38 @@ Gemm::Gemm(Context& c) : ctx_(c) {
     ++ctx_.counters.allocations;
 }
 
+// A matmul descriptor, its layouts and the algorithm the heuristic chose, for one shape and
+// alignment of the operands (built once, reused by every GEMM of that shape).
+struct Gemm::Plan {
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+
+    void destroy(const CublasLt& lt) {
+        if (desc) lt.desc_destroy(desc);
+        for (cublasLtMatrixLayout_t l : {a, b, c})
+            if (l) lt.layout_destroy(l);
+    }
+};
+
+namespace {
+
+// Plans kept at most; a run sees a few dozen shapes (the row counts of its steps).
+constexpr size_t kMaxPlans = 512;
+
+// The largest power of two (up to 256) dividing the address: what cuBLASLt may assume of it.
+uint32_t alignment(const void* p) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    return a == 0 ? 256u : static_cast<uint32_t>(std::min<uintptr_t>(a & (~a + 1), 256));
+}
+
+}  // namespace
+
 Gemm::~Gemm() {
+    for (auto& kv : plans_) {
+        kv.second->destroy(api());
+        delete kv.second;
+    }
     try {
         cast_.release(ctx_.counters);
     } catch (const std::exception&) {  // a faulted device: nothing more to release
@@ -104,11 +137,61 @@ Gemm::~Gemm() {
     if (handle_) api().destroy(static_cast<cublasLtHandle_t>(handle_));
 }
 
+// Row-major y = x w^T is column-major y^T [n, m] = w [n, k] (stored k-major: transpose) . x^T [k, m].
+// The preferences state each operand's true alignment: cuBLASLt otherwise assumes 256 bytes and
+// refuses (NOT_SUPPORTED) the LM head's column ranges, whose outputs start at any float.
+const Gemm::Plan& Gemm::plan(const Key& key) {
+    const auto found = plans_.find(key);
+    if (found != plans_.end()) return *found->second;
+    if (plans_.size() >= kMaxPlans) {
+        for (auto& kv : plans_) {
+            kv.second->destroy(api());
+            delete kv.second;
+        }
+        plans_.clear();
+    }
+    const auto& [dtype, m, n, k, ldw, ldx, ldy, align_w, align_x, align_y] = key;
+    const CublasLt& lt = api();
+    const cudaDataType_t ab = data_type(static_cast<DType>(dtype));
+    auto plan = std::make_unique<Plan>();
+    cublasLtMatmulPreference_t pref = nullptr;
+    try {
+        check_lt(lt.desc_create(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc");
+        const cublasOperation_t trans = CUBLAS_OP_T, none = CUBLAS_OP_N;
+        check_lt(lt.desc_set(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans, sizeof(trans)), "transa");
+        check_lt(lt.desc_set(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &none, sizeof(none)), "transb");
+        check_lt(lt.layout_create(&plan->a, ab, static_cast<uint64_t>(k), static_cast<uint64_t>(n), ldw), "layout a");
+        check_lt(lt.layout_create(&plan->b, ab, static_cast<uint64_t>(k), static_cast<uint64_t>(m), ldx), "layout b");
+        check_lt(lt.layout_create(&plan->c, CUDA_R_32F, static_cast<uint64_t>(n), static_cast<uint64_t>(m), ldy), "layout c");
+        check_lt(lt.pref_create(&pref), "preference");
+        check_lt(lt.pref_set(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes_, sizeof(workspace_bytes_)),
+                 "workspace preference");
+        const std::pair<cublasLtMatmulPreferenceAttributes_t, uint32_t> aligned[] = {
+            {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_w},
+            {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_x},
+            {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_y},
+            {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_y},
+        };
+        for (const auto& [attr, bytes] : aligned) check_lt(lt.pref_set(pref, attr, &bytes, sizeof(bytes)), "alignment preference");
+        cublasLtMatmulHeuristicResult_t result{};
+        int n_found = 0;
+        check_lt(lt.heuristic(static_cast<cublasLtHandle_t>(handle_), plan->desc, plan->a, plan->b, plan->c, plan->c, pref, 1,
+                              &result, &n_found),
+                 "heuristic");
+        if (n_found == 0) throw std::runtime_error("cuBLASLt found no algorithm for this GEMM");
+        plan->algo = result.algo;
+    } catch (...) {
+        if (pref) lt.pref_destroy(pref);
+        plan->destroy(lt);
+        throw;
+    }
+    lt.pref_destroy(pref);
+    return *(plans_[key] = plan.release());
+}
+
 void Gemm::run(const GemmParams& p) {
     DYNIN_CHECK_ARG(!p.w_packed, "cuda gemm: packed weights are a CPU layout");
     if (p.m == 0 || p.n == 0) return;
-    const CublasLt& lt = api();
-    // Row-major y = x w^T is column-major y^T [n, m] = w [n, k] (stored k-major: transpose) . x^T [k, m].
     const void* b = p.x;
     int64_t ldb = p.ldx;
     if (p.w_dtype != DType::F32) {
@@ -117,40 +200,13 @@ void Gemm::run(const GemmParams& p) {
         b = cast;
         ldb = p.k;
     }
-    const cudaDataType_t ab = data_type(p.w_dtype);
-    cublasLtMatmulDesc_t desc = nullptr;
-    cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
-    cublasLtMatmulPreference_t pref = nullptr;
-    try {
-        check_lt(lt.desc_create(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc");
-        const cublasOperation_t trans = CUBLAS_OP_T, none = CUBLAS_OP_N;
-        check_lt(lt.desc_set(desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans, sizeof(trans)), "transa");
-        check_lt(lt.desc_set(desc, CUBLASLT_MATMUL_DESC_TRANSB, &none, sizeof(none)), "transb");
-        check_lt(lt.layout_create(&la, ab, static_cast<uint64_t>(p.k), static_cast<uint64_t>(p.n), p.ldw), "layout a");
-        check_lt(lt.layout_create(&lb, ab, static_cast<uint64_t>(p.k), static_cast<uint64_t>(p.m), ldb), "layout b");
-        check_lt(lt.layout_create(&lc, CUDA_R_32F, static_cast<uint64_t>(p.n), static_cast<uint64_t>(p.m), p.ldy), "layout c");
-        check_lt(lt.pref_create(&pref), "preference");
-        check_lt(lt.pref_set(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes_, sizeof(workspace_bytes_)),
-                 "workspace preference");
-        cublasLtMatmulHeuristicResult_t result{};
-        int found = 0;
-        check_lt(lt.heuristic(static_cast<cublasLtHandle_t>(handle_), desc, la, lb, lc, lc, pref, 1, &result, &found), "heuristic");
-        if (found == 0) throw std::runtime_error("cuBLASLt found no algorithm for this GEMM");
-        const float alpha = 1.0f, beta = p.accumulate ? 1.0f : 0.0f;
-        check_lt(lt.matmul(static_cast<cublasLtHandle_t>(handle_), desc, &alpha, p.w, la, b, lb, &beta, p.y, lc, p.y, lc,
-                           &result.algo, workspace_, workspace_bytes_, ctx_.stream),
-                 "matmul");
-        ++ctx_.counters.kernel_launches;
-    } catch (...) {
-        if (pref) lt.pref_destroy(pref);
-        for (auto* l : {la, lb, lc})
-            if (l) lt.layout_destroy(l);
-        if (desc) lt.desc_destroy(desc);
-        throw;
-    }
-    lt.pref_destroy(pref);
-    for (auto* l : {la, lb, lc}) lt.layout_destroy(l);
-    lt.desc_destroy(desc);
+    const Plan& pl = plan(Key{static_cast<int>(p.w_dtype), p.m, p.n, p.k, p.ldw, ldb, p.ldy, alignment(p.w), alignment(b),
+                              alignment(p.y)});
+    const float alpha = 1.0f, beta = p.accumulate ? 1.0f : 0.0f;
+    check_lt(api().matmul(static_cast<cublasLtHandle_t>(handle_), pl.desc, &alpha, p.w, pl.a, b, pl.b, &beta, p.y, pl.c, p.y, pl.c,
+                          &pl.algo, workspace_, workspace_bytes_, ctx_.stream),
+             "matmul");
+    ++ctx_.counters.kernel_launches;
 }
 
 }  // namespace cuda

@@ -5,6 +5,9 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <map>
+#include <tuple>
+
 #include "dynin_rt/backend.h"
 
 namespace dynin_rt {
@@ -47,7 +50,8 @@ void attention(const AttentionParams& p, Context& c);  // attention.cu
 void commit_step(const CommitStepParams& p, Context& c);   // commit_step.cu
 void maskgit_step(const MaskgitStepParams& p, Context& c); // maskgit_step.cu
 
-// GEMMs through cuBLASLt, loaded at run time (cublaslt.cu), so that _C imports without CUDA.
+// GEMMs through cuBLASLt, loaded at run time (cublaslt.cu), so that _C imports without CUDA. The
+// matmul descriptors, layouts and the chosen algorithm are built once per shape and alignment.
 class Gemm {
  public:
     explicit Gemm(Context& c);
@@ -55,7 +59,13 @@ class Gemm {
     void run(const GemmParams& p);
 
  private:
+    struct Plan;
+    // (weight dtype, m, n, k, ldw, ldx, ldy, alignment of w, x, y)
+    using Key = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, uint32_t, uint32_t, uint32_t>;
+    const Plan& plan(const Key& key);
+
     Context& ctx_;
+    std::map<Key, Plan*> plans_;
     void* handle_ = nullptr;
     void* workspace_ = nullptr;
     size_t workspace_bytes_ = 0;
