@@ -77,6 +77,28 @@ def test_gemm_bf16_within_twice_torch_bf16_error(ops, m, n, k):
     assert (ours - exact).abs().max().item() <= 2 * torch_err + 1e-6
 
 
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_gemm_fp16_with_activations_beyond_the_fp16_range(ops, accumulate):
+    # SwiGLU outputs exceed fp16's 65504: an fp16 GEMM must not cast such rows to inf.
+    if not ops.caps()["computes_f16"]:
+        pytest.skip("this backend widens fp16 weights to fp32 when they are placed: its GEMMs never read fp16")
+    m, n, k = 5, 33, 96
+    x = torch.randn(m, k, generator=torch.Generator().manual_seed(1))
+    x[1] *= 3e5
+    x[3, 7] = 1e5
+    w = torch.randn(n, k, generator=torch.Generator().manual_seed(2)).half()
+    y0 = torch.randn(m, n) if accumulate else torch.zeros(m, n)
+    exact = x.double() @ w.double().T + y0.double()
+    # what an fp16 product can achieve: each row scaled by a power of two into range, rounded to fp16
+    scale = 2.0 ** torch.clamp(torch.ceil(torch.log2(x.abs().amax(1, keepdim=True) / 32768)), min=0)
+    rounded = (x / scale).half().double() * scale
+    ref_err = (rounded @ w.double().T + y0.double() - exact).abs().max().item()
+    bits = w.view(torch.int16).numpy().view(np.uint16)
+    got = torch.from_numpy(ops.gemm(x.numpy(), bits, "fp16", y=y0.numpy() if accumulate else None)).double()
+    assert torch.isfinite(got).all()
+    assert (got - exact).abs().max().item() <= 2 * ref_err + 1e-4 * exact.abs().max().item()
+
+
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 def test_gemm_into_lm_head_column_ranges(ops, dtype):
     # The text-to-speech LM head (engine.cc): 4096 unit columns, then <|eoa|> and EOS, each product

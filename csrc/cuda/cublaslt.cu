@@ -1,6 +1,7 @@
 // GEMMs through cuBLASLt, y[m, n] = x[m, k] . w[n, k]^T (+ y), with fp32 accumulation: fp32
-// weights in fp32 (no TF32, so results track the CPU twin), bf16 / fp16 weights against activations
-// rounded to the same type. libcublasLt is opened at run time (from the toolkit, the system, or the
+// weights in fp32 (no TF32, so results track the CPU twin), bf16 weights against activations rounded
+// to bf16, fp16 weights against activations scaled per row by a power of two into fp16's range
+// (SwiGLU outputs, the w_down GEMM's input, exceed its 65504) with the product scaled back in fp32. libcublasLt is opened at run time (from the toolkit, the system, or the
 // nvidia-cublas wheel that python/dynin_rt/_native.py preloads), so _C imports without CUDA; the
 // emulated build fills the same table from the emulation's CPU cuBLASLt (emulation/cublaslt.cc).
 #include <cublasLt.h>
@@ -130,7 +131,7 @@ Gemm::~Gemm() {
         delete kv.second;
     }
     try {
-        cast_.release(ctx_.counters);
+        for (Scratch* s : {&cast_, &scales_, &product_}) s->release(ctx_.counters);
     } catch (const std::exception&) {  // a faulted device: nothing more to release
     }
     if (workspace_) cudaFree(workspace_);
@@ -192,21 +193,28 @@ const Gemm::Plan& Gemm::plan(const Key& key) {
 void Gemm::run(const GemmParams& p) {
     DYNIN_CHECK_ARG(!p.w_packed, "cuda gemm: packed weights are a CPU layout");
     if (p.m == 0 || p.n == 0) return;
+    const bool f16 = p.w_dtype == DType::F16;
     const void* b = p.x;
-    int64_t ldb = p.ldx;
+    int64_t ldb = p.ldx, ldy = p.ldy;
+    float *y = p.y, *scales = nullptr;
     if (p.w_dtype != DType::F32) {
         void* cast = cast_.ensure(sizeof(uint16_t) * static_cast<size_t>(p.m * p.k), ctx_.counters);
-        cast_rows(p.x, p.ldx, p.m, p.k, p.w_dtype, cast, ctx_);
+        if (f16) scales = static_cast<float*>(scales_.ensure(sizeof(float) * static_cast<size_t>(p.m), ctx_.counters));
+        cast_rows(p.x, p.ldx, p.m, p.k, p.w_dtype, cast, scales, ctx_);
         b = cast;
         ldb = p.k;
     }
-    const Plan& pl = plan(Key{static_cast<int>(p.w_dtype), p.m, p.n, p.k, p.ldw, ldb, p.ldy, alignment(p.w), alignment(b),
-                              alignment(p.y)});
-    const float alpha = 1.0f, beta = p.accumulate ? 1.0f : 0.0f;
-    check_lt(api().matmul(static_cast<cublasLtHandle_t>(handle_), pl.desc, &alpha, p.w, pl.a, b, pl.b, &beta, p.y, pl.c, p.y, pl.c,
-                          &pl.algo, workspace_, workspace_bytes_, ctx_.stream),
+    if (f16) {  // the scaled product, before it is scaled back into y
+        y = static_cast<float*>(product_.ensure(sizeof(float) * static_cast<size_t>(p.m * p.n), ctx_.counters));
+        ldy = p.n;
+    }
+    const Plan& pl = plan(Key{static_cast<int>(p.w_dtype), p.m, p.n, p.k, p.ldw, ldb, ldy, alignment(p.w), alignment(b), alignment(y)});
+    const float alpha = 1.0f, beta = p.accumulate && !f16 ? 1.0f : 0.0f;
+    check_lt(api().matmul(static_cast<cublasLtHandle_t>(handle_), pl.desc, &alpha, p.w, pl.a, b, pl.b, &beta, y, pl.c, y, pl.c, &pl.algo,
+                          workspace_, workspace_bytes_, ctx_.stream),
              "matmul");
     ++ctx_.counters.kernel_launches;
+    if (f16) scale_rows_add(y, scales, p.m, p.n, p.y, p.ldy, p.accumulate, ctx_);
 }
 
 }  // namespace cuda

@@ -42,8 +42,11 @@ void swiglu(const SwigluParams& p, Context& c);        // elementwise.cu
 void copy_rows(const CopyRowsParams& p, Context& c);   // elementwise.cu
 void cfg_combine(const float* uncond, const float* cond, float* out, int64_t n, float alpha, float beta,
                  Backend::CfgForm form, Context& c);   // elementwise.cu
-// out[i, :k] = x[i, :k] rounded to bf16 or fp16, packed (elementwise.cu)
-void cast_rows(const float* x, int64_t ldx, int64_t m, int64_t k, DType to, void* out, Context& c);
+// out[i, :k] = x[i, :k] rounded to bf16 (scales null), or to fp16 after dividing row i by a power of
+// two scales[i] chosen so that the row's largest value fits fp16 (elementwise.cu)
+void cast_rows(const float* x, int64_t ldx, int64_t m, int64_t k, DType to, void* out, float* scales, Context& c);
+// y[i, :n] = (accumulate ? y[i, :n] : 0) + scales[i] * t[i, :n]   (t [m, n] packed; elementwise.cu)
+void scale_rows_add(const float* t, const float* scales, int64_t m, int64_t n, float* y, int64_t ldy, bool accumulate, Context& c);
 void rms_norm(const RmsNormParams& p, Context& c);     // norm.cu
 void rope(const RopeParams& p, Context& c);            // rope.cu
 void attention(const AttentionParams& p, Context& c);  // attention.cu
@@ -69,7 +72,7 @@ class Gemm {
     void* handle_ = nullptr;
     void* workspace_ = nullptr;
     size_t workspace_bytes_ = 0;
-    Scratch cast_;
+    Scratch cast_, scales_, product_;
 };
 
 }  // namespace cuda
