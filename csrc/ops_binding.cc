@@ -8,7 +8,9 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
-#include "dynin_rt/backend.h"  // defines: Backend, *Params, backend_names
+#include "cpu/row_reductions.h"  // defines: vec::exp, vec::log (the CPU twins' lanes)
+#include "dynin_rt/backend.h"      // defines: Backend, *Params, backend_names
+#include "dynin_rt/det_math.h"     // defines: det::exp, det::log
 #include "dynin_rt/common.h"
 #include "dynin_rt/engine.h"   // defines: rope_tables
 #if DYNIN_RT_CUDA_EMULATED
@@ -366,7 +368,24 @@ class Ops {
 
 }  // namespace
 
+// det_math.h's exp or log of each x, one value at a time and vec::kLanes at a time (-> scalar, lanes).
+py::tuple det_math(const Arr<double>& x, const std::string& fn) {
+    DYNIN_CHECK_ARG(fn == "exp" || fn == "log", "det_math: fn exp or log");
+    const int64_t n = x.size();
+    py::array_t<double> scalar(n), lanes(n);
+    for (int64_t i = 0; i < n; ++i) scalar.mutable_data()[i] = fn == "exp" ? det::exp(x.data()[i]) : det::log(x.data()[i]);
+    for (int64_t i = 0; i < n; i += vec::kLanes) {
+        vec::vd v = vec::splat(1.0);
+        for (int64_t l = 0; l < vec::kLanes && i + l < n; ++l) v[l] = x.data()[i + l];
+        v = fn == "exp" ? vec::exp(v) : vec::log(v);
+        for (int64_t l = 0; l < vec::kLanes && i + l < n; ++l) lanes.mutable_data()[i + l] = v[l];
+    }
+    return py::make_tuple(scalar, lanes);
+}
+
 void bind_ops(py::module_& m) {
+    m.def("det_math", &det_math, py::arg("x"), py::arg("fn"),
+          "det_math.h's exp or log, scalar and in vector lanes (the sampler twins' two paths)");
     m.def("backend_names", &backend_names, "The backends this build has (\"cpu\", then \"cuda\" when built with it).");
 #if DYNIN_RT_CUDA_EMULATED
     m.def("emulation_counters", [] {

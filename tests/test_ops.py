@@ -313,6 +313,31 @@ def test_maskgit_step_keeps_the_lowest_scores_masked(ops):
     assert all(out[0, i] == last[0, i] for i in range(n) if i not in masked)
 
 
+UNMAPPED_COLUMN = """
+import numpy as np
+from dynin_rt import _C
+ops = _C.Ops({backend!r})
+logits = np.zeros((1, 6), np.float32)
+logits[0, 5] = 9.0  # column 5 wins; only columns 0-3 map to tokens
+ops.commit_step(logits, [(0, 1000, 4)], np.zeros(1, np.int32), np.zeros(1, np.int32), np.full((1, 2), 126336, np.int32),
+                np.ones(1, np.int32), "argmax", "probability", "topk", 0.0, 0.9, 1.0, 0, 0)
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_commit_of_an_unmapped_column_fails(backend):
+    ops = make_ops(backend)
+    if backend == "cpu":
+        with pytest.raises(ValueError, match="not mapped"):
+            commit(ops, peaked_rows([5], [9.0], width=6), [0], [0], np.full((1, 2), MASK), [1], columns=[(0, 1000, 4)])
+        return
+    # A device fails the launch (a trap), which leaves the device unusable: a process of its own.
+    proc = subprocess.run([sys.executable, "-c", UNMAPPED_COLUMN.format(backend=backend)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode != 0 and "RuntimeError" in proc.stderr, proc.stderr[-2000:]
+    assert "column 5 is not mapped to a token" in proc.stdout + proc.stderr
+
+
 @pytest.mark.parametrize(
     "choice, confidence, select, temperature",
     [
@@ -352,3 +377,22 @@ def test_counter_rng_twins_agree():
     for args in [(0, 1, 0, 0, 0, 0), (7, 2, 3, 1, 9, 138000), (2**63 + 5, 1, 100, 3, 4095, 17)]:
         assert _C.counter_uniform(*args) == counter_uniform(*args)
     assert _C.counter_uniform(7, 2, 3, 1, 9) == counter_uniform(7, 2, 3, 1, 9)
+
+
+def test_det_math_vector_lanes_equal_the_scalar_path():
+    # The sampler twins evaluate det_math.h's exp / log in vector lanes, the CUDA kernels one value
+    # at a time: both must give the same bits, and stay within an ulp of the true value.
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.uniform(-746, 710, 20000), rng.uniform(-40, 0, 20000), rng.standard_normal(999) * 1e-9,
+                        [0.0, -745.1, -744.0, 709.5, -708.5, 1e-300]])
+    scalar, lanes = _C.det_math(x, "exp")
+    assert np.array_equal(scalar.view(np.int64), lanes.view(np.int64))
+    with np.errstate(over="ignore"):
+        ref = np.exp(x)
+    normal = (ref > 1e-300) & np.isfinite(ref)
+    assert (np.abs(scalar[normal] - ref[normal]) <= np.spacing(ref[normal])).all()
+    y = np.concatenate([10 ** rng.uniform(-20, 3, 30000), rng.uniform(0.6, 1.5, 20000), [1.0, 1e-20, 0.5, 2.0, 1 + 2**-52]])
+    scalar, lanes = _C.det_math(y, "log")
+    assert np.array_equal(scalar.view(np.int64), lanes.view(np.int64))
+    ref = np.log(y)
+    assert (np.abs(scalar - ref) <= np.spacing(np.abs(ref))).all()

@@ -2,8 +2,10 @@
 // Kernel 1, one block per candidate: token choice (argmax or Gumbel-max on the counter noise) and
 // its confidence (softmax probability in double, or the counter uniform). Kernel 2, one block per
 // batch row: each candidate's rank (confidence descending, canvas order on ties), the selection rule,
-// the commit into the canvas. No host synchronisation.
+// the commit into the canvas. No host synchronisation. Tokens and confidences equal the CPU twin's
+// bit for bit: det_math.h's exp / log / Gumbel and summation order, no FMA contraction (--fmad=false).
 #include <cfloat>
+#include <cstdio>
 
 #include "block_reduce.cuh"
 #include "dynin_rt/common.h"
@@ -41,7 +43,7 @@ __global__ void choose_kernel(CommitStepParams p, int32_t* col, double* confiden
     for (int64_t j = threadIdx.x; j < p.n_cols; j += blockDim.x) {
         const double v = value(j);
         top = better(top, Pick{v, j});
-        const double noisy = greedy ? v : v + t * gumbel_from_uniform(bits_to_uniform(counter_at(key, static_cast<uint64_t>(j))));
+        const double noisy = greedy ? v : det::add(v, det::mul(t, det::gumbel(bits_to_uniform(counter_at(key, static_cast<uint64_t>(j))))));
         best = better(best, Pick{noisy, j});
     }
     best = block_best(best);
@@ -50,10 +52,10 @@ __global__ void choose_kernel(CommitStepParams p, int32_t* col, double* confiden
     if (p.confidence == ConfidenceKind::kRandom) {
         conf = bits_to_uniform(counter_key(p.seed, kStreamRemask, static_cast<uint64_t>(p.step), row, pos));
     } else {
-        double sum = 0.0;
-        for (int64_t j = threadIdx.x; j < p.n_cols; j += blockDim.x) sum += exp(static_cast<double>(value(j)) - top.value);
+        double sum = 0.0;  // partial threadIdx.x of det_math.h's order
+        for (int64_t j = threadIdx.x; j < p.n_cols; j += blockDim.x) sum = det::add(sum, det::exp(static_cast<double>(value(j)) - top.value));
         sum = block_sum(sum);
-        conf = exp(static_cast<double>(value(best.index)) - top.value) / sum;
+        conf = det::exp(static_cast<double>(value(best.index)) - top.value) / sum;
     }
     if (threadIdx.x == 0) {
         col[c] = static_cast<int32_t>(best.index);
@@ -61,9 +63,12 @@ __global__ void choose_kernel(CommitStepParams p, int32_t* col, double* confiden
     }
 }
 
+// The token of a logit column; an unmapped column fails the launch, as the CPU twin throws.
 __device__ int32_t token_of(const Columns& cols, int32_t col) {
     for (int r = 0; r < cols.n; ++r)
         if (col >= cols.r[r].col && col < cols.r[r].col + cols.r[r].count) return static_cast<int32_t>(cols.r[r].token + (col - cols.r[r].col));
+    printf("dynin_rt commit_step: column %d is not mapped to a token\n", static_cast<int>(col));
+    __trap();
     return -1;
 }
 

@@ -2,6 +2,7 @@
 // position, draws a code (Gumbel-max on the counter noise) and scores it log p + T * Gumbel; kernel
 // 2, one block per batch row, keeps the keep_masked[row] lowest scores masked (a score stays masked
 // when at most keep_masked scores, itself included, are <= it: the reference's `< sorted[k]`).
+// Samples and scores equal the CPU twin's bit for bit (det_math.h, --fmad=false).
 #include <cfloat>
 #include <vector>
 
@@ -25,17 +26,19 @@ __global__ void sample_kernel(MaskgitStepParams p, int32_t* sample, double* scor
     Pick best{-DBL_MAX, 0}, top{-DBL_MAX, 0};
     for (int64_t j = threadIdx.x; j < p.n_codes; j += blockDim.x) {
         top = better(top, Pick{l[j], j});
-        best = better(best, Pick{l[j] + gumbel_from_uniform(bits_to_uniform(counter_at(key, static_cast<uint64_t>(j)))), j});
+        const double g = det::gumbel(bits_to_uniform(counter_at(key, static_cast<uint64_t>(j))));
+        best = better(best, Pick{det::add(static_cast<double>(l[j]), g), j});
     }
     best = block_best(best);
     top = block_best(top);
-    double sum = 0.0;
-    for (int64_t j = threadIdx.x; j < p.n_codes; j += blockDim.x) sum += exp(static_cast<double>(l[j]) - top.value);
+    double sum = 0.0;  // partial threadIdx.x of det_math.h's order
+    for (int64_t j = threadIdx.x; j < p.n_codes; j += blockDim.x) sum = det::add(sum, det::exp(static_cast<double>(l[j]) - top.value));
     sum = block_sum(sum);
     if (threadIdx.x == 0) {
-        const float prob = static_cast<float>(exp(static_cast<double>(l[best.index]) - top.value) / sum);
+        const float prob = static_cast<float>(det::exp(static_cast<double>(l[best.index]) - top.value) / sum);
         const double u = bits_to_uniform(counter_key(p.seed, kStreamRemask, static_cast<uint64_t>(p.step), row, index));
-        score[c] = static_cast<double>(logf(fmaxf(prob, 1e-20f))) + p.temperature * gumbel_from_uniform(u);
+        const float log_p = static_cast<float>(det::log(static_cast<double>(fmaxf(prob, 1e-20f))));  // fp32, as the reference
+        score[c] = det::add(static_cast<double>(log_p), det::mul(p.temperature, det::gumbel(u)));
         sample[c] = static_cast<int32_t>(best.index);
     }
 }
