@@ -3,9 +3,10 @@
 // of a sequence are any subset of its slots, the keys all of them.
 //
 // Flash-style, fp32 throughout: a block owns 32 query rows of one (sequence, head); 4 warps own 8
-// rows each. Keys and values stream through shared memory 32 at a time; lane j scores key j for the
-// warp's rows, the softmax is kept online (running max and sum), and each lane accumulates
-// head_dim / 32 output columns.
+// rows each (a warp skips rows past the sequence's end). Keys and values stream through shared
+// memory 32 at a time; lane j scores key j for the warp's rows, the softmax is kept online (running
+// max and sum), the 32 probabilities pass through the warp's row of shared memory, and each lane
+// accumulates head_dim / 32 output columns.
 #include <algorithm>
 #include <cfloat>
 
@@ -38,6 +39,7 @@ size_t smem_bytes(int hd) { return sizeof(float) * (kRowsPerBlock * hd + kKeysPe
 // grid: (query tiles, heads, sequences); block: 128 threads; dynamic smem: q, k, v tiles
 __global__ void attention_kernel(AttentionParams p, const Segments seg) {
     DYNIN_RT_DYNAMIC_SHARED(float, smem);
+    __shared__ float probs[kWarps][kKeysPerTile];  // a warp's probabilities of one row
     const int hd = static_cast<int>(p.head_dim), ld = hd + 1;  // +1: conflict-free column reads
     float* qs = smem;                          // [32][hd]
     float* ks = qs + kRowsPerBlock * hd;       // [32][hd + 1]
@@ -73,6 +75,7 @@ __global__ void attention_kernel(AttentionParams p, const Segments seg) {
         __syncthreads();
         for (int r = 0; r < kRowsPerWarp; ++r) {
             const int row = warp * kRowsPerWarp + r;
+            if (row >= rows) break;  // the same for the whole warp
             const float* q = qs + row * hd;
             float score = -FLT_MAX;
             if (lane < keys) {
@@ -90,13 +93,16 @@ __global__ void attention_kernel(AttentionParams p, const Segments seg) {
             l[r] = l[r] * alpha + tile_sum;
             m[r] = new_m;
             for (int c = 0; c < cols; ++c) o[r][c] *= alpha;
+            probs[warp][lane] = pj;
+            __syncwarp();
             for (int j = 0; j < keys; ++j) {
-                const float w = __shfl_sync(0xffffffffu, pj, j);
+                const float w = probs[warp][j];
                 for (int c = 0; c < cols; ++c) {
                     const int d = lane + 32 * c;
                     if (d < hd) o[r][c] += w * vs[j * hd + d];
                 }
             }
+            __syncwarp();  // the row's probabilities are read before the next row's are written
         }
     }
     for (int r = 0; r < kRowsPerWarp; ++r) {
