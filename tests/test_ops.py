@@ -222,6 +222,21 @@ def test_cfg_combine_in_the_official_float_order(ops, form):
     assert rel_err(ops.cfg_combine(u, c, float(alpha), float(beta), form), want) < 1e-6
 
 
+def test_backend_counters(ops):
+    # Backend::counters: a device backend counts its launches, host waits and allocations (the tests
+    # of the step path assert on them); a host-memory backend has nothing to count.
+    g = RNG.standard_normal((3, 64), dtype=np.float32)
+    before = ops.counters()
+    ops.swiglu(g)  # upload (waits), one kernel, download (waits), two buffers allocated and freed
+    after = ops.counters()
+    delta = {k: after[k] - before[k] for k in after}
+    if ops.caps()["host_memory"]:
+        assert after == before
+    else:
+        assert delta["kernel_launches"] == 1 and delta["allocations"] == 2 and delta["frees"] == 2
+        assert delta["host_syncs"] >= 4  # the two copies and the two frees
+
+
 # -- fused sampler steps -----------------------------------------------------------------------
 
 
