@@ -32,6 +32,14 @@ thread_local const ThreadCoords* tl_coords __attribute__((tls_model("initial-exe
 
 namespace {
 
+// Under ThreadSanitizer no two threads of a block share a stack: TSan would take the second's use of
+// the first's stack frames for a race (it cannot be told that the memory is fresh).
+#if DYNIN_RT_EMU_TSAN
+constexpr bool kFreshStacks = true;
+#else
+constexpr bool kFreshStacks = false;
+#endif
+
 enum class Status : uint8_t { kNotStarted, kRunning, kRunnable, kWaiting, kExited, kAbandoned };
 
 struct ThreadState {
@@ -88,13 +96,29 @@ struct Worker {
     Context host;
     std::vector<std::unique_ptr<Fiber>> fibers;
     std::vector<Fiber*> idle;
+    std::vector<Fiber*> retired;  // ThreadSanitizer builds: stacks of the block's finished threads
+    // ThreadSanitizer's identity of kernel thread i (reused by block after block on this worker):
+    // distinct from the fibers, which carry one kernel thread after another
+    std::vector<void*> tsan_threads;
     BlockState block;
     ThreadState* current = nullptr;
     char block_start_sync = 0, block_end_sync = 0;
+    ~Worker() {
+        TsanIgnore ignore;  // the fibers' bookkeeping was touched under every kernel thread's identity
+        fibers.clear();
+        for (void* f : tsan_threads) tsan_destroy_fiber(f);
+    }
 };
-// A plain pointer (cheap to reach from kernel code); the owner frees the worker at thread exit.
+// A plain pointer (cheap to reach from kernel code); the owner frees the worker at thread exit,
+// ignored by ThreadSanitizer like all the executor's bookkeeping.
 thread_local Worker* tl_worker __attribute__((tls_model("initial-exec"))) = nullptr;
-thread_local std::unique_ptr<Worker> tl_worker_owner;
+struct WorkerDeleter {
+    void operator()(Worker* w) const {
+        TsanIgnore ignore;
+        delete w;
+    }
+};
+thread_local std::unique_ptr<Worker, WorkerDeleter> tl_worker_owner;
 
 std::string where(const Site& s) {
     const char* slash = std::strrchr(s.file, '/');
@@ -155,40 +179,51 @@ int next_thread(Worker& w) {
     return -1;
 }
 
+// Made on the worker's own context, never by a kernel thread: a new TSan fiber inherits its
+// creator's history, which would order the creator's accesses before the new thread's.
+void make_tsan_identities(Worker& w, int n_threads) {
+    while (w.tsan_threads.size() < static_cast<size_t>(n_threads)) w.tsan_threads.push_back(tsan_create_fiber());
+}
+
 // Leaves the running context `from` for the next thread of the block (or the worker's own context
-// when there is none); returns when something switches back to `from`.
+// when there is none); returns when something switches back to `from`. Called outside TsanIgnore
+// scopes: no context is ever suspended while ThreadSanitizer ignores its accesses.
 void run_next(Worker& w, Context& from) {
     BlockState& b = w.block;
-    const int i = next_thread(w);
-    if (i < 0) {
+    Context* to = &w.host;
+    {
+        TsanIgnore ignore;
+        const int i = next_thread(w);
         w.current = nullptr;
-        switch_context(from, w.host, false);
-        return;
+        if (i >= 0) {
+            ThreadState& t = b.threads[i];
+            if (!t.fiber) t.fiber = take_fiber(w);
+            t.status = Status::kRunning;
+            w.current = &t;
+            tl_coords = &t.coords;
+            to = &t.fiber->context();
+            to->tsan_fiber = w.tsan_threads[i];
+        }
     }
-    ThreadState& t = b.threads[i];
-    if (!t.fiber) t.fiber = take_fiber(w);
-    t.status = Status::kRunning;
-    w.current = &t;
-    tl_coords = &t.coords;
-    if (&t.fiber->context() != &from) switch_context(from, t.fiber->context(), false);
+    if (to != &from) switch_context(from, *to, false);
+    else tsan_switch_to(to->tsan_fiber, false);  // the next new thread on this very fiber: a thread of its own for TSan
 }
 
 // The calling kernel thread fails the launch and never runs again.
 [[noreturn]] void fail(Worker& w, const std::string& message) {
     ThreadState& t = *w.current;
-    if (w.block.error.empty())
-        w.block.error = launch_name(w.block) + " thread " + coords(t.coords.thread_idx) + ": " + message;
-    t.status = Status::kAbandoned;
-    w.current = nullptr;
+    {
+        TsanIgnore ignore;
+        if (w.block.error.empty())
+            w.block.error = launch_name(w.block) + " thread " + coords(t.coords.thread_idx) + ": " + message;
+        t.status = Status::kAbandoned;
+        w.current = nullptr;
+    }
+    tsan_release(&w.block_end_sync);  // what it did before failing happens before the host's next call
     switch_context(t.fiber->context(), w.host, false);
     std::abort();  // an abandoned thread is never resumed
 }
 
-// Parks the calling thread until a sync point releases it; other threads run meanwhile.
-void wait_released(Worker& w, ThreadState& t) {
-    t.status = Status::kWaiting;
-    run_next(w, t.fiber->context());
-}
 
 void make_runnable(BlockState& b, ThreadState& t) {
     t.status = Status::kRunnable;
@@ -314,13 +349,17 @@ void fiber_main(void*) {
         w.block.grid->body->run_thread();
         thread_exited(w, t);
         tsan_release(&w.block_end_sync);
-        TsanIgnore ignore;
-        BlockState& b = w.block;
-        t.fiber = nullptr;
-        if (b.runnable.empty() && b.next_start < b.n_threads && b.error.empty()) {
-            b.threads[b.next_start].fiber = self;  // the next new thread runs on this fiber
-        } else {
-            w.idle.push_back(self);
+        {
+            TsanIgnore ignore;
+            BlockState& b = w.block;
+            t.fiber = nullptr;
+            if (kFreshStacks) {
+                w.retired.push_back(self);
+            } else if (b.runnable.empty() && b.next_start < b.n_threads && b.error.empty()) {
+                b.threads[b.next_start].fiber = self;  // the next new thread runs on this fiber
+            } else {
+                w.idle.push_back(self);
+            }
         }
         run_next(w, self->context());
     }
@@ -364,18 +403,31 @@ void setup_block(Worker& w, const GridLaunch& g, uint3 index) {
 }
 
 std::string run_block(Worker& w, const GridLaunch& g, uint3 index) {
-    TsanIgnore ignore;
-    setup_block(w, g, index);
-    BlockState& b = w.block;
+    {
+        TsanIgnore ignore;
+        setup_block(w, g, index);
+        make_tsan_identities(w, w.block.n_threads);
+    }
     tsan_release(&w.block_start_sync);
     run_next(w, w.host);  // returns when the block is done, stuck or failed
     tsan_acquire(&w.block_end_sync);
-    // After a failure, threads left mid-kernel give their fibers back with clean stacks.
+    TsanIgnore ignore;
+    BlockState& b = w.block;
+    w.idle.insert(w.idle.end(), w.retired.begin(), w.retired.end());
+    w.retired.clear();
+    // After a failure, the threads left mid-kernel are dropped with their stacks (which hold frames
+    // that never returned) and their ThreadSanitizer identities; fresh ones replace them on demand.
     for (ThreadState& t : b.threads)
         if (t.fiber) {
-            t.fiber->reset();
-            w.idle.push_back(t.fiber);
+            tsan_acquire(&t.arrive_sync);  // what a waiting thread did before it waited
+            for (auto it = w.fibers.begin(); it != w.fibers.end(); ++it)
+                if (it->get() == t.fiber) {
+                    w.fibers.erase(it);
+                    break;
+                }
             t.fiber = nullptr;
+            tsan_destroy_fiber(w.tsan_threads[t.index]);
+            w.tsan_threads[t.index] = tsan_create_fiber();
         }
     w.current = nullptr;
     tl_coords = nullptr;
@@ -442,7 +494,7 @@ class Pool {
 
     void work() {
         if (!tl_worker) {
-            tl_worker_owner = std::make_unique<Worker>();
+            tl_worker_owner.reset(new Worker);
             tl_worker = tl_worker_owner.get();
             init_thread_context(&tl_worker->host);
         }
@@ -480,6 +532,7 @@ int block_barrier(Site site, Barrier kind, int pred) {
     BlockState& b = w.block;
     ThreadState& t = *w.current;
     std::string error;
+    bool wait = false;
     {
         TsanIgnore ignore;
         if (b.bar_arrived > 0 && (!same_site(b.bar_site, site) || b.bar_kind != kind)) {
@@ -499,10 +552,12 @@ int block_barrier(Site site, Barrier kind, int pred) {
             tsan_release(&t.arrive_sync);
             b.bar_waiting.push_back(t.index);
             if (b.bar_arrived == b.live) complete_barrier(b);
-            else wait_released(w, t);
+            else t.status = Status::kWaiting;
+            wait = t.status == Status::kWaiting;
         }
     }
     if (!error.empty()) fail(w, error);
+    if (wait) run_next(w, t.fiber->context());  // until released
     tsan_acquire(&t.resume_sync);
     return static_cast<int>(t.result);
 }
@@ -513,6 +568,7 @@ uint64_t warp_collective(Site site, Collective kind, unsigned mask, uint64_t val
     BlockState& b = w.block;
     ThreadState& t = *w.current;
     std::string error;
+    bool wait = false;
     {
         TsanIgnore ignore;
         const int l = t.index % 32;
@@ -526,10 +582,12 @@ uint64_t warp_collective(Site site, Collective kind, unsigned mask, uint64_t val
             t.site = site;
             tsan_release(&t.arrive_sync);
             if (g.arrived == g.mask) error = complete_collective(b, warp, t.index & ~31, gi);
-            else wait_released(w, t);
+            else t.status = Status::kWaiting;
+            wait = t.status == Status::kWaiting;
         }
     }
     if (!error.empty()) fail(w, error);
+    if (wait) run_next(w, t.fiber->context());  // until released
     tsan_acquire(&t.resume_sync);
     return t.result;
 }

@@ -121,21 +121,6 @@ Fiber::Fiber(Entry entry, void* arg) : start_{entry, arg} {
     mprotect(mapping_, kGuardBytes, PROT_NONE);  // an overflow faults instead of corrupting a neighbour
     ctx_.stack_bottom = mapping_ + kGuardBytes;
     ctx_.stack_size = kStackBytes;
-    reset();
-}
-
-Fiber::~Fiber() {
-    tsan_destroy_fiber(ctx_.tsan_fiber);
-    munmap(mapping_, mapping_bytes_);
-}
-
-void Fiber::reset() {
-    // Frames abandoned on this stack (a failed launch) left their redzones poisoned, and
-    // ThreadSanitizer's view of the fiber (its shadow stack, ignore regions) is discarded with them.
-    asan_unpoison(ctx_.stack_bottom, ctx_.stack_size);
-    if (ctx_.tsan_fiber) tsan_destroy_fiber(ctx_.tsan_fiber);
-    ctx_.tsan_fiber = tsan_create_fiber();
-    ctx_.fake_stack = nullptr;
     char* top = mapping_ + mapping_bytes_ - 64;
 #if DYNIN_RT_EMU_X86_SWITCH
     ctx_.sp = initial_frame(top, start_.entry, start_.arg);
@@ -149,6 +134,11 @@ void Fiber::reset() {
                 static_cast<unsigned>(bits));
     (void)top;
 #endif
+}
+
+Fiber::~Fiber() {
+    asan_unpoison(ctx_.stack_bottom, ctx_.stack_size);  // frames abandoned on it (a failed launch) left redzones
+    munmap(mapping_, mapping_bytes_);
 }
 
 void switch_context(Context& from, Context& to, bool sync) {

@@ -2,7 +2,7 @@
 // switch (callee-saved registers and the stack pointer), ucontext
 // elsewhere. Switches tell AddressSanitizer about the stack change, and ThreadSanitizer sees each
 // fiber as a thread of its own, so accesses of two kernel threads race for it as they would on the
-// GPU unless a barrier (executor.cc) orders them.
+// GPU unless a barrier (executor.cc) orders them; the executor gives each kernel thread its own.
 #pragma once
 #include <cstddef>
 
@@ -24,7 +24,7 @@ struct Context {
     const void* stack_bottom = nullptr;  // the context's stack (AddressSanitizer's fiber annotations)
     size_t stack_size = 0;
     void* fake_stack = nullptr;  // AddressSanitizer's fake stack of a suspended context
-    void* tsan_fiber = nullptr;  // ThreadSanitizer's fiber (or thread) of this context
+    void* tsan_fiber = nullptr;  // ThreadSanitizer's fiber (or thread) the context runs as (set by its user)
 };
 
 // The calling thread's own context (its original stack), to switch into fibers from.
@@ -43,8 +43,6 @@ class Fiber {
     Fiber(const Fiber&) = delete;
     Fiber& operator=(const Fiber&) = delete;
 
-    // Forgets what the fiber was running: the next switch starts entry(arg) afresh on a clean stack.
-    void reset();
     Context& context() { return ctx_; }
 
  private:
