@@ -105,7 +105,8 @@ def write_weights_from(ref: DyninOmni, tok_dir: str, out_dir: str) -> None:
         parts = [state[s] for s in _sources(name)]
         return torch.cat(parts, dim=0) if len(parts) > 1 else parts[0]
 
-    write_runtime_weights(out_dir, CONFIG, LAYOUT, "bf16", tensor_of)
+    # a source with a path: runtime.Model looks for tokenizers beside it
+    write_runtime_weights(out_dir, CONFIG, LAYOUT, "bf16", tensor_of, source={"path": out_dir, "model_type": CONFIG.model_type})
     for f in os.listdir(tok_dir):
         os.replace(os.path.join(tok_dir, f), os.path.join(out_dir, f))
 
@@ -183,7 +184,7 @@ def main() -> None:
         kw = dict(uncond_input_ids=u.input_ids, uncond_attention_mask=u.attention_mask, seq_len=1024, timesteps=max(20 // scale, 2),
                   guidance_scale=3.5)
         sec, out = timed(lambda: model.generate_image(c.input_ids, c.attention_mask, seed=0, **kw), reps)
-        r.update(seconds=round(sec, 3), forwards_per_s=round(model.last_stats.forwards / sec, 1))
+        r.update(seconds=round(sec, 3), forwards=model.last_stats.forwards, forwards_per_s=round(model.last_stats.forwards / sec, 1))
         if ref is not None:
             cu = {k: (v.cuda() if hasattr(v, "cuda") else v) for k, v in kw.items()}
             rsec, want = timed(lambda: maskgit_generate(ref, c.input_ids.cuda(), c.attention_mask.cuda(), noise=CounterNoise(0), **cu),
