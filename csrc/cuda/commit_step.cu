@@ -43,7 +43,8 @@ __global__ void choose_kernel(CommitStepParams p, int32_t* col, double* confiden
     for (int64_t j = threadIdx.x; j < p.n_cols; j += blockDim.x) {
         const double v = value(j);
         top = better(top, Pick{v, j});
-        const double noisy = greedy ? v : det::add(v, det::mul(t, det::gumbel(bits_to_uniform(counter_at(key, static_cast<uint64_t>(j))))));
+        const double g = greedy ? 0.0 : det::gumbel(bits_to_uniform(counter_at(key, static_cast<uint64_t>(j))));
+        const double noisy = greedy ? v : det::add(v, det::mul(t, g));
         best = better(best, Pick{noisy, j});
     }
     best = block_best(best);
@@ -53,7 +54,8 @@ __global__ void choose_kernel(CommitStepParams p, int32_t* col, double* confiden
         conf = bits_to_uniform(counter_key(p.seed, kStreamRemask, static_cast<uint64_t>(p.step), row, pos));
     } else {
         double sum = 0.0;  // partial threadIdx.x of det_math.h's order
-        for (int64_t j = threadIdx.x; j < p.n_cols; j += blockDim.x) sum = det::add(sum, det::exp(static_cast<double>(value(j)) - top.value));
+        for (int64_t j = threadIdx.x; j < p.n_cols; j += blockDim.x)
+            sum = det::add(sum, det::exp(static_cast<double>(value(j)) - top.value));
         sum = block_sum(sum);
         conf = det::exp(static_cast<double>(value(best.index)) - top.value) / sum;
     }
@@ -119,7 +121,8 @@ void commit_step(const CommitStepParams& p, Context& c) {
     for (int64_t r = 0; r < p.n_ranges; ++r) cols.r[r] = p.columns[r];
     CommitStepParams dp = p;
     dp.columns = nullptr;  // host memory: travels in `cols`
-    auto* scratch = static_cast<char*>(c.sampler.ensure(static_cast<size_t>(p.n_cand) * (sizeof(double) + sizeof(int32_t)), c.counters));
+    const size_t bytes = static_cast<size_t>(p.n_cand) * (sizeof(double) + sizeof(int32_t));
+    auto* scratch = static_cast<char*>(c.sampler.ensure(bytes, c.counters));
     auto* conf = reinterpret_cast<double*>(scratch);
     auto* col = reinterpret_cast<int32_t*>(scratch + sizeof(double) * p.n_cand);
     DYNIN_RT_LAUNCH(c, choose_kernel, static_cast<unsigned>(p.n_cand), kThreads, 0, dp, col, conf);

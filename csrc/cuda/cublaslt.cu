@@ -1,9 +1,10 @@
 // GEMMs through cuBLASLt, y[m, n] = x[m, k] . w[n, k]^T (+ y), with fp32 accumulation: fp32
 // weights in fp32 (no TF32, so results track the CPU twin), bf16 weights against activations rounded
 // to bf16, fp16 weights against activations scaled per row by a power of two into fp16's range
-// (SwiGLU outputs, the w_down GEMM's input, exceed its 65504) with the product scaled back in fp32. libcublasLt is opened at run time (from the toolkit, the system, or the
-// nvidia-cublas wheel that python/dynin_rt/_native.py preloads), so _C imports without CUDA; the
-// emulated build fills the same table from the emulation's CPU cuBLASLt (emulation/cublaslt.cc).
+// (SwiGLU outputs, the w_down GEMM's input, exceed its 65504) with the product scaled back in fp32.
+// libcublasLt is opened at run time (from the toolkit, the system, or the nvidia-cublas wheel that
+// python/dynin_rt/_native.py preloads), so _C imports without CUDA; the emulated build fills the
+// same table from the emulation's CPU cuBLASLt (emulation/cublaslt.cc).
 #include <cublasLt.h>
 #include <dlfcn.h>
 
@@ -208,10 +209,11 @@ void Gemm::run(const GemmParams& p) {
         y = static_cast<float*>(product_.ensure(sizeof(float) * static_cast<size_t>(p.m * p.n), ctx_.counters));
         ldy = p.n;
     }
-    const Plan& pl = plan(Key{static_cast<int>(p.w_dtype), p.m, p.n, p.k, p.ldw, ldb, ldy, alignment(p.w), alignment(b), alignment(y)});
+    const Plan& pl =
+        plan(Key{static_cast<int>(p.w_dtype), p.m, p.n, p.k, p.ldw, ldb, ldy, alignment(p.w), alignment(b), alignment(y)});
     const float alpha = 1.0f, beta = p.accumulate && !f16 ? 1.0f : 0.0f;
-    check_lt(api().matmul(static_cast<cublasLtHandle_t>(handle_), pl.desc, &alpha, p.w, pl.a, b, pl.b, &beta, y, pl.c, y, pl.c, &pl.algo,
-                          workspace_, workspace_bytes_, ctx_.stream),
+    check_lt(api().matmul(static_cast<cublasLtHandle_t>(handle_), pl.desc, &alpha, p.w, pl.a, b, pl.b, &beta, y, pl.c, y, pl.c,
+                          &pl.algo, workspace_, workspace_bytes_, ctx_.stream),
              "matmul");
     ++ctx_.counters.kernel_launches;
     if (f16) scale_rows_add(y, scales, p.m, p.n, p.y, p.ldy, p.accumulate, ctx_);

@@ -81,7 +81,10 @@ size_t type_bytes(uint32_t t) {
     }
 }
 
-uint32_t alignment_of(uint64_t v) { return v == 0 ? kDefaultAlignment : static_cast<uint32_t>(std::min<uint64_t>(v & (~v + 1), kDefaultAlignment)); }
+// The largest power of two dividing v, at most 256.
+uint32_t alignment_of(uint64_t v) {
+    return v == 0 ? kDefaultAlignment : static_cast<uint32_t>(std::min<uint64_t>(v & (~v + 1), kDefaultAlignment));
+}
 
 // The type combinations of the library's table for the types emulated here.
 bool types_supported(const Desc& d, uint32_t ab, uint32_t cd) {
@@ -155,8 +158,10 @@ struct MatmulWork {
     void* pd;
 
     std::string operator()() const {
-        for (const auto& [ptr, l, name] : {std::tuple<const void*, const Layout*, const char*>{pa, &a, "A"}, {pb, &b, "B"}, {pd, &d, "D"}})
-            if (!is_device_range(ptr, extent_bytes(*l))) return std::string("cublasLtMatmul: matrix ") + name + " is not in device memory";
+        using Operand = std::tuple<const void*, const Layout*, const char*>;
+        for (const auto& [ptr, l, name] : {Operand{pa, &a, "A"}, Operand{pb, &b, "B"}, Operand{pd, &d, "D"}})
+            if (!is_device_range(ptr, extent_bytes(*l)))
+                return std::string("cublasLtMatmul: matrix ") + name + " is not in device memory";
         if (beta != 0.0f && !is_device_range(pc, extent_bytes(c))) return "cublasLtMatmul: matrix C is not in device memory";
         std::vector<float> wa, wb;  // 16-bit operands widened; fp32 ones used in place
         const float* fa = a.type == CUDA_R_32F ? static_cast<const float*>(pa) : (wa = widen(pa, a)).data();
@@ -176,9 +181,10 @@ struct MatmulWork {
         }
         if (p.m && p.n)
             scipy_cblas_sgemm(CblasColMajor, desc.transa != CUBLAS_OP_N ? CblasTrans : CblasNoTrans,
-                              desc.transb != CUBLAS_OP_N ? CblasTrans : CblasNoTrans, static_cast<blasint>(p.m), static_cast<blasint>(p.n),
-                              static_cast<blasint>(p.k), alpha, fa, static_cast<blasint>(std::max<int64_t>(a.ld, 1)), fb,
-                              static_cast<blasint>(std::max<int64_t>(b.ld, 1)), beta, out, static_cast<blasint>(std::max<int64_t>(ldo, 1)));
+                              desc.transb != CUBLAS_OP_N ? CblasTrans : CblasNoTrans, static_cast<blasint>(p.m),
+                              static_cast<blasint>(p.n), static_cast<blasint>(p.k), alpha, fa,
+                              static_cast<blasint>(std::max<int64_t>(a.ld, 1)), fb, static_cast<blasint>(std::max<int64_t>(b.ld, 1)),
+                              beta, out, static_cast<blasint>(std::max<int64_t>(ldo, 1)));
         for (uint64_t j = 0; j < p.n && d.type != CUDA_R_32F; ++j)
             for (uint64_t i = 0; i < p.m; ++i) {
                 const size_t at = static_cast<size_t>(j * d.ld + i);

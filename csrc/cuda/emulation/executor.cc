@@ -6,10 +6,12 @@
 // thread of a block waits and none can be released, the launch fails with the sync points named,
 // instead of hanging.
 //
-// ThreadSanitizer sees each fiber as a thread: the only orderings between the threads of a block
-// are the barriers and collectives they pass (each arrival releases, each release acquires), so an
-// unsynchronised shared-memory access pair is a race, as on the GPU. Blocks on one worker are
-// ordered (static shared memory is that worker's storage); blocks on different workers are not.
+// ThreadSanitizer sees each kernel thread of a block as a thread of its own: the only orderings
+// between them are the barriers and collectives they pass (each arrival releases, each release
+// acquires), so an unsynchronised shared-memory access pair is a race, as on the GPU. The executor's
+// own bookkeeping is hidden from it. Blocks on one worker are ordered (static shared memory is that
+// worker's storage); blocks on different workers are not. A finished thread's fiber (its stack)
+// starts the block's next new thread directly, without a switch, except under ThreadSanitizer.
 #include "executor.h"
 
 #include <atomic>
@@ -172,7 +174,8 @@ int next_thread(Worker& w) {
         for (size_t wi = 0; wi < b.warps.size(); ++wi)
             for (int gi = 0; gi < b.warps[wi].n_groups; ++gi) {
                 const Group& g = b.warps[wi].groups[gi];
-                os << " warp " << wi << " lanes " << hex(g.arrived) << " wait at " << where(g.site) << " with mask " << hex(g.mask) << ";";
+                os << " warp " << wi << " lanes " << hex(g.arrived) << " wait at " << where(g.site) << " with mask " << hex(g.mask)
+                   << ";";
             }
         b.error = os.str();
     }
@@ -308,8 +311,9 @@ int join_group(WarpState& warp, int l, Collective kind, unsigned mask, int width
     for (int gi = 0; gi < warp.n_groups; ++gi) {
         const Group& g = warp.groups[gi];
         if (!(g.mask & mask)) continue;
-        if (g.mask == mask && g.kind == kind && g.width == width && (kind != Collective::kWmma || std::strcmp(g.site.what, site.what) == 0))
-            return gi;
+        const bool same_op =
+            g.kind == kind && g.width == width && (kind != Collective::kWmma || std::strcmp(g.site.what, site.what) == 0);
+        if (g.mask == mask && same_op) return gi;
         *error = where(site) + " with mask " + hex(mask) + " while lanes " + hex(g.arrived) + " wait at " + where(g.site) +
                  " with mask " + hex(g.mask) + " (divergent warp collectives)";
         return -1;

@@ -64,12 +64,14 @@ const char* kind_name(cudaMemcpyKind k) {
 
 // Why this copy is invalid, or "".
 std::string check_copy(Where dst, Where src, cudaMemcpyKind kind) {
-    if (dst == Where::kOverrun || src == Where::kOverrun) return std::string(kind_name(kind)) + " copy runs past the end of an allocation";
+    if (dst == Where::kOverrun || src == Where::kOverrun)
+        return std::string(kind_name(kind)) + " copy runs past the end of an allocation";
     const bool want_dst_device = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
     const bool want_src_device = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
     if (kind == cudaMemcpyDefault) return {};
     if (want_dst_device != (dst == Where::kDevice))
-        return std::string(kind_name(kind)) + " copy whose destination is " + (want_dst_device ? "not device memory" : "device memory");
+        return std::string(kind_name(kind)) + " copy whose destination is " +
+               (want_dst_device ? "not device memory" : "device memory");
     if (want_src_device != (src == Where::kDevice))
         return std::string(kind_name(kind)) + " copy whose source is " + (want_src_device ? "not device memory" : "device memory");
     return {};
@@ -107,7 +109,8 @@ cudaError_t copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, 
 cudaError_t fill(void* ptr, int value, size_t bytes, cudaStream_t stream) {
     if (sticky_error() != cudaSuccess) return fail_call(sticky_error());
     if (bytes == 0) return cudaSuccess;
-    if (classify(ptr, bytes) != Where::kDevice) return fail_call(cudaErrorInvalidValue, "cudaMemset of memory that is not a device allocation");
+    if (classify(ptr, bytes) != Where::kDevice)
+        return fail_call(cudaErrorInvalidValue, "cudaMemset of memory that is not a device allocation");
     Work work;
     work.run = [ptr, value, bytes] {
         std::memset(ptr, value, bytes);

@@ -113,8 +113,10 @@ void drain(const std::shared_ptr<CUstream_st>& s, uint64_t upto) {
 }
 
 // The implicit ordering of the legacy default stream with blocking streams, as queue positions.
-std::vector<std::pair<std::shared_ptr<CUstream_st>, uint64_t>> implicit_deps(const std::shared_ptr<CUstream_st>& s) {
-    std::vector<std::pair<std::shared_ptr<CUstream_st>, uint64_t>> deps;
+using Deps = std::vector<std::pair<std::shared_ptr<CUstream_st>, uint64_t>>;
+
+Deps implicit_deps(const std::shared_ptr<CUstream_st>& s) {
+    Deps deps;
     if (s->legacy) {
         std::lock_guard<std::mutex> lock(registry_mu);
         for (const auto& kv : streams)
@@ -125,8 +127,7 @@ std::vector<std::pair<std::shared_ptr<CUstream_st>, uint64_t>> implicit_deps(con
     return deps;
 }
 
-cudaError_t enqueue_op(const std::shared_ptr<CUstream_st>& s, Work work, std::vector<std::pair<std::shared_ptr<CUstream_st>, uint64_t>> deps,
-                       uint64_t* seq) {
+cudaError_t enqueue_op(const std::shared_ptr<CUstream_st>& s, Work work, Deps deps, uint64_t* seq) {
     if (sticky_error() != cudaSuccess) return fail_call(sticky_error());
     auto implicit = implicit_deps(s);
     deps.insert(deps.end(), implicit.begin(), implicit.end());
