@@ -51,6 +51,7 @@ PYBIND11_MODULE(_C, m) {
         py::dict d;
         d["version"] = info.version;
         d["cuda"] = info.cuda;
+        d["cuda_emulated"] = info.cuda_emulated;
         d["blas"] = info.blas;
         d["cpu_simd"] = info.cpu_simd;
         d["cpu_threads"] = cpu_num_threads();

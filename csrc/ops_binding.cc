@@ -2,14 +2,20 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <vector>
 
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
-#include "dynin_rt/backend.h"  // defines: Backend, *Params
+#include "cpu/row_reductions.h"  // defines: vec::exp, vec::log (the CPU twins' lanes)
+#include "dynin_rt/backend.h"      // defines: Backend, *Params, backend_names
+#include "dynin_rt/det_math.h"     // defines: det::exp, det::log
 #include "dynin_rt/common.h"
 #include "dynin_rt/engine.h"   // defines: rope_tables
+#if DYNIN_RT_CUDA_EMULATED
+#include "cuda/emulation/counters.h"  // defines: emu::counters
+#endif
 
 namespace py = pybind11;
 using namespace dynin_rt;
@@ -34,9 +40,43 @@ py::array_t<T> download(Backend* be, const DeviceBuffer& buf, std::vector<py::ss
     return out;
 }
 
+DType parse_weight_dtype(const std::string& dtype) {
+    if (dtype == "fp32") return DType::F32;
+    if (dtype == "bf16") return DType::BF16;
+    DYNIN_CHECK_ARG(dtype == "fp16", "dtype fp32, bf16 (uint16 bits) or fp16 (uint16 bits), not ", dtype);
+    return DType::F16;
+}
+
 class Ops {
  public:
     explicit Ops(const std::string& backend) : be_(make_backend(backend)) {}
+
+    py::dict caps() const {
+        const BackendCaps c = be_->caps();
+        py::dict d;
+        d["host_memory"] = c.host_memory;
+        d["computes_f16"] = c.computes_f16;
+        return d;
+    }
+
+    py::dict counters() const {
+        const BackendCounters c = be_->counters();
+        py::dict d;
+        d["kernel_launches"] = c.kernel_launches;
+        d["graph_replays"] = c.graph_replays;
+        d["host_syncs"] = c.host_syncs;
+        d["allocations"] = c.allocations;
+        d["frees"] = c.frees;
+        return d;
+    }
+
+    // Whether the backend keeps a packed copy of a weight matrix of this dtype (Backend::pack_weights).
+    bool packs(const std::string& dtype) {
+        const DType t = parse_weight_dtype(dtype);
+        DeviceBuffer w(be_.get(), 16 * 16 * dtype_size(t));
+        std::vector<DeviceBuffer> storage;
+        return be_->pack_weights(w.as<void>(), t, 16, 16, &storage) != nullptr;
+    }
 
     // x [m, k] fp32; w [n, k] fp32 (dtype "fp32") or uint16 bf16 bits (dtype "bf16") -> y [m, n]
     py::array_t<float> gemm(const Arr<float>& x, const py::array& w, const std::string& dtype, const py::object& y0) {
@@ -82,6 +122,74 @@ class Ops {
         g.p.w_row0 = row0;
         be_->gemm(g.p);
         return download<float>(be_.get(), g.y, {g.p.m, n});
+    }
+
+    // The sliced LM head: y [m, C] with y[:, col : col + count] = x . w[row0 : row0 + count]^T for
+    // each (col, row0, count), the ranges tiling [0, C) in order; each product writes at y + col.
+    py::array_t<float> gemm_columns(const Arr<float>& x, const py::array& w, const std::vector<std::tuple<int64_t, int64_t, int64_t>>& columns,
+                                    const std::string& dtype) {
+        GemmOperands g = gemm_operands(x, w, dtype);
+        int64_t C = 0;
+        for (const auto& [col, row0, count] : columns) {
+            DYNIN_CHECK_ARG(col == C && count > 0 && row0 >= 0 && row0 + count <= g.p.n, "gemm_columns: ranges must tile the output");
+            C += count;
+        }
+        g.y = DeviceBuffer(be_.get(), sizeof(float) * std::max<int64_t>(g.p.m * C, 1));
+        for (const auto& [col, row0, count] : columns) {
+            GemmParams p = g.p;
+            p.w = static_cast<const char*>(g.p.w) + dtype_size(g.p.w_dtype) * row0 * g.p.k;
+            p.y = g.y.as<float>() + col;
+            p.ldy = C;
+            p.n = count;
+            be_->gemm(p);
+        }
+        return download<float>(be_.get(), g.y, {g.p.m, C});
+    }
+
+    // table [vocab, d] fp32, or uint16 bits of bf16 / fp16; ids [m] -> [m, d]
+    py::array_t<float> embed(const py::array& table, const Arr<int32_t>& ids, const std::string& dtype) {
+        DYNIN_CHECK_ARG(table.ndim() == 2 && ids.ndim() == 1, "embed: table [vocab, d], ids [m]");
+        const int64_t vocab = table.shape(0), d = table.shape(1), m = ids.shape(0);
+        for (py::ssize_t i = 0; i < m; ++i) DYNIN_CHECK_ARG(ids.data()[i] >= 0 && ids.data()[i] < vocab, "embed: id outside the table");
+        const DType t = parse_weight_dtype(dtype);
+        DeviceBuffer dt = t == DType::F32 ? upload(be_.get(), Arr<float>::ensure(table)) : upload(be_.get(), Arr<uint16_t>::ensure(table));
+        DeviceBuffer di = upload(be_.get(), ids), out(be_.get(), sizeof(float) * std::max<int64_t>(m * d, 1));
+        be_->embed({dt.as<void>(), t, d, di.as<int32_t>(), m, out.as<float>()});
+        return download<float>(be_.get(), out, {m, d});
+    }
+
+    // dst with dst[dst_rows[i], :width] = src[src_rows[i], :width] for i < m (rows None: 0, 1, 2, ...;
+    // m: the length of the row lists, else src's row count)
+    py::array_t<float> copy_rows(const Arr<float>& src, const std::optional<std::vector<int64_t>>& src_rows, const Arr<float>& dst,
+                                 const std::optional<std::vector<int64_t>>& dst_rows, int64_t width) {
+        DYNIN_CHECK_ARG(src.ndim() == 2 && dst.ndim() == 2 && width >= 0 && width <= src.shape(1) && width <= dst.shape(1),
+                        "copy_rows: src, dst 2-D and width within both");
+        const int64_t m = src_rows ? static_cast<int64_t>(src_rows->size()) : dst_rows ? static_cast<int64_t>(dst_rows->size()) : src.shape(0);
+        auto check = [m](const std::optional<std::vector<int64_t>>& rows, int64_t limit) {
+            DYNIN_CHECK_ARG(rows ? static_cast<int64_t>(rows->size()) == m : m <= limit, "copy_rows: row lists of one length m");
+            if (rows)
+                for (int64_t r : *rows) DYNIN_CHECK_ARG(r >= 0 && r < limit, "copy_rows: row ", r, " out of range");
+        };
+        check(src_rows, src.shape(0));
+        check(dst_rows, dst.shape(0));
+        DeviceBuffer ds = upload(be_.get(), src), dd = upload(be_.get(), dst);
+        DeviceBuffer dsr(be_.get(), sizeof(int64_t) * std::max<int64_t>(m, 1)), ddr(be_.get(), sizeof(int64_t) * std::max<int64_t>(m, 1));
+        if (src_rows) be_->copy_to_device(dsr.as<void>(), src_rows->data(), sizeof(int64_t) * m);
+        if (dst_rows) be_->copy_to_device(ddr.as<void>(), dst_rows->data(), sizeof(int64_t) * m);
+        be_->copy_rows({ds.as<float>(), src.shape(1), src_rows ? dsr.as<int64_t>() : nullptr, dd.as<float>(), dst.shape(1),
+                        dst_rows ? ddr.as<int64_t>() : nullptr, m, width});
+        return download<float>(be_.get(), dd, {dst.shape(0), dst.shape(1)});
+    }
+
+    // form "llada": u + alpha (c - u); "maskgit": alpha c - beta u
+    py::array_t<float> cfg_combine(const Arr<float>& uncond, const Arr<float>& cond, float alpha, float beta, const std::string& form) {
+        DYNIN_CHECK_ARG(uncond.size() == cond.size(), "cfg_combine: uncond and cond differ in size");
+        DYNIN_CHECK_ARG(form == "llada" || form == "maskgit", "cfg_combine: form llada or maskgit");
+        const int64_t n = cond.size();
+        DeviceBuffer du = upload(be_.get(), uncond), dc = upload(be_.get(), cond), out(be_.get(), sizeof(float) * std::max<int64_t>(n, 1));
+        be_->cfg_combine(du.as<float>(), dc.as<float>(), out.as<float>(), n, alpha, beta,
+                         form == "llada" ? Backend::CfgForm::kLlada : Backend::CfgForm::kMaskgit);
+        return download<float>(be_.get(), out, {n});
     }
 
     py::array_t<float> rms_norm(const Arr<float>& x, const Arr<float>& w, float eps) {
@@ -233,14 +341,8 @@ class Ops {
         GemmOperands g;
         const int64_t m = x.shape(0), k = x.shape(1), n = w.shape(0);
         g.x = upload(be_.get(), x);
-        if (dtype == "fp32") {
-            g.w = upload(be_.get(), Arr<float>::ensure(w));
-            g.p.w_dtype = DType::F32;
-        } else {
-            DYNIN_CHECK_ARG(dtype == "bf16", "gemm: dtype fp32 or bf16");
-            g.w = upload(be_.get(), Arr<uint16_t>::ensure(w));
-            g.p.w_dtype = DType::BF16;
-        }
+        g.p.w_dtype = parse_weight_dtype(dtype);
+        g.w = g.p.w_dtype == DType::F32 ? upload(be_.get(), Arr<float>::ensure(w)) : upload(be_.get(), Arr<uint16_t>::ensure(w));
         g.y = DeviceBuffer(be_.get(), sizeof(float) * std::max<int64_t>(m * n, 1));
         g.p.x = g.x.as<float>();
         g.p.ldx = k;
@@ -266,9 +368,46 @@ class Ops {
 
 }  // namespace
 
+// det_math.h's exp or log of each x, one value at a time and vec::kLanes at a time (-> scalar, lanes).
+py::tuple det_math(const Arr<double>& x, const std::string& fn) {
+    DYNIN_CHECK_ARG(fn == "exp" || fn == "log", "det_math: fn exp or log");
+    const int64_t n = x.size();
+    py::array_t<double> scalar(n), lanes(n);
+    for (int64_t i = 0; i < n; ++i) scalar.mutable_data()[i] = fn == "exp" ? det::exp(x.data()[i]) : det::log(x.data()[i]);
+    for (int64_t i = 0; i < n; i += vec::kLanes) {
+        vec::vd v = vec::splat(1.0);
+        for (int64_t l = 0; l < vec::kLanes && i + l < n; ++l) v[l] = x.data()[i + l];
+        v = fn == "exp" ? vec::exp(v) : vec::log(v);
+        for (int64_t l = 0; l < vec::kLanes && i + l < n; ++l) lanes.mutable_data()[i + l] = v[l];
+    }
+    return py::make_tuple(scalar, lanes);
+}
+
 void bind_ops(py::module_& m) {
+    m.def("det_math", &det_math, py::arg("x"), py::arg("fn"),
+          "det_math.h's exp or log, scalar and in vector lanes (the sampler twins' two paths)");
+    m.def("backend_names", &backend_names, "The backends this build has (\"cpu\", then \"cuda\" when built with it).");
+#if DYNIN_RT_CUDA_EMULATED
+    m.def("emulation_counters", [] {
+        const emu::Counters c = emu::counters();
+        py::dict d;
+        d["kernel_launches"] = c.kernel_launches;
+        d["graph_launches"] = c.graph_launches;
+        d["host_syncs"] = c.host_syncs;
+        d["mallocs"] = c.mallocs;
+        d["frees"] = c.frees;
+        return d;
+    }, "What the emulated CUDA device has done since start-up (monotonic counts).");
+#endif
     py::class_<Ops>(m, "Ops", "Each backend kernel on numpy arrays (tests and benchmarks).")
         .def(py::init<const std::string&>(), py::arg("backend") = "cpu")
+        .def("caps", &Ops::caps)
+        .def("counters", &Ops::counters)
+        .def("packs", &Ops::packs, py::arg("dtype"))
+        .def("gemm_columns", &Ops::gemm_columns, py::arg("x"), py::arg("w"), py::arg("columns"), py::arg("dtype") = "fp32")
+        .def("embed", &Ops::embed, py::arg("table"), py::arg("ids"), py::arg("dtype") = "fp32")
+        .def("copy_rows", &Ops::copy_rows, py::arg("src"), py::arg("src_rows"), py::arg("dst"), py::arg("dst_rows"), py::arg("width"))
+        .def("cfg_combine", &Ops::cfg_combine, py::arg("uncond"), py::arg("cond"), py::arg("alpha"), py::arg("beta"), py::arg("form"))
         .def("gemm", &Ops::gemm, py::arg("x"), py::arg("w"), py::arg("dtype") = "fp32", py::arg("y") = py::none())
         .def("time_gemm", &Ops::time_gemm, py::arg("x"), py::arg("w"), py::arg("dtype") = "fp32", py::arg("repeats") = 5,
              py::arg("packed") = false)

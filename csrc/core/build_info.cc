@@ -7,6 +7,7 @@ BuildInfo build_info() {
     BuildInfo info;
     info.version = DYNIN_RT_VERSION;
     info.cuda = DYNIN_RT_WITH_CUDA != 0;
+    info.cuda_emulated = DYNIN_RT_CUDA_EMULATED != 0;
     info.blas = "OpenBLAS (scipy-openblas32)";
 #if defined(__AVX512F__)
     info.cpu_simd = "avx512";

@@ -1,6 +1,7 @@
 // The fused step of the LLaDA and text-to-speech loops on the CPU (twin of cuda/commit_step.cu):
 // one pass over each candidate's logits row picks the token and its confidence (a softmax in
 // double without a materialised copy), then each batch row commits its selection into the canvas.
+// Confidences equal the CUDA kernel's bit for bit (det_math.h; compiled with -ffp-contract=off).
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -51,7 +52,7 @@ Choice choose(const CommitStepParams& p, int64_t c, uint64_t step) {
         confidence = bits_to_uniform(counter_key(seed, kStreamRemask, step, noise_row, pos));
     } else {
         const double m = row_max(r);
-        confidence = std::exp(static_cast<double>(r.at(best)) - m) / row_sum_exp(r, m);
+        confidence = det::exp(static_cast<double>(r.at(best)) - m) / row_sum_exp(r, m);
     }
     return {best, confidence};
 }

@@ -1,6 +1,7 @@
-// One MaskGIT step on the CPU (twin of cuda/maskgit_step.cu), docs/samplers.md (MaskGIT): every unknown image
-// position draws a code from softmax(logits) (Gumbel-max on counter noise), scores it by
-// log p + T * Gumbel, and the keep_masked[row] lowest scores stay masked.
+// One MaskGIT step on the CPU (twin of cuda/maskgit_step.cu), docs/samplers.md (MaskGIT): every
+// unknown image position draws a code from softmax(logits) (Gumbel-max on counter noise), scores it by
+// log p + T * Gumbel, and the keep_masked[row] lowest scores stay masked. Scores equal the CUDA
+// kernel's bit for bit (det_math.h; compiled with -ffp-contract=off).
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -30,9 +31,11 @@ void cpu_maskgit_step(const MaskgitStepParams& p) {
             const int64_t best = row_gumbel_argmax(r, 1.0, counter_key(seed, kStreamToken, key_step, noise_row, index));
             // softmax probability of the sample, rounded to fp32 as the reference's probs tensor
             const double m = row_max(r);
-            const float prob = static_cast<float>(std::exp(static_cast<double>(r.at(best)) - m) / row_sum_exp(r, m));
+            const float prob = static_cast<float>(det::exp(static_cast<double>(r.at(best)) - m) / row_sum_exp(r, m));
             const double u = bits_to_uniform(counter_key(seed, kStreamRemask, key_step, noise_row, index));
-            confidence[c] = static_cast<double>(std::log(std::max(prob, 1e-20f))) + temperature * gumbel_from_uniform(u);
+            // log p in fp32 (the reference's tensor), then + T * Gumbel in double
+            const float log_p = static_cast<float>(det::log(static_cast<double>(std::max(prob, 1e-20f))));
+            confidence[c] = det::add(static_cast<double>(log_p), det::mul(temperature, det::gumbel(u)));
             sample[c] = static_cast<int32_t>(best);
         }
     });

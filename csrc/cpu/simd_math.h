@@ -1,13 +1,12 @@
-// glibc's libmvec vector exp / log (AVX-512: 16 floats, 8 doubles; <= 4 ulp), declared here because
-// math.h only exposes them under -ffast-math. DYNIN_RT_SIMD_MATH tells whether they are linked.
+// glibc's libmvec vector expf (AVX-512: 16 floats; <= 4 ulp) for the attention softmax, declared here
+// because math.h only exposes it under -ffast-math. DYNIN_RT_SIMD_MATH tells whether it is linked.
+// (The sampler steps use det_math.h instead: their values must equal the CUDA kernels' bit for bit.)
 #pragma once
 #include <cmath>
 #include <cstdint>
 
 #if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(DYNIN_RT_HAVE_MVEC)
 #include <immintrin.h>
-extern "C" __m512d _ZGVeN8v_exp(__m512d);
-extern "C" __m512d _ZGVeN8v_log(__m512d);
 extern "C" __m512 _ZGVeN16v_expf(__m512);
 #define DYNIN_RT_SIMD_MATH 1
 #endif

@@ -3,14 +3,15 @@
 // of a sequence are any subset of its slots, the keys all of them.
 //
 // Flash-style, fp32 throughout: a block owns 32 query rows of one (sequence, head); 4 warps own 8
-// rows each. Keys and values stream through shared memory 32 at a time; lane j scores key j for the
-// warp's rows, the softmax is kept online (running max and sum), and each lane accumulates
-// head_dim / 32 output columns.
+// rows each (a warp skips rows past the sequence's end). Keys and values stream through shared
+// memory 32 at a time; lane j scores key j for the warp's rows, the softmax is kept online (running
+// max and sum), the 32 probabilities pass through the warp's row of shared memory, and each lane
+// accumulates head_dim / 32 output columns.
 #include <algorithm>
 #include <cfloat>
 
-#include "cuda_ops.h"
 #include "dynin_rt/common.h"
+#include "launch.cuh"
 
 namespace dynin_rt {
 namespace cuda {
@@ -33,9 +34,12 @@ struct Segments {
     int64_t k_start[kSegmentsPerLaunch + 1];
 };
 
+size_t smem_bytes(int hd) { return sizeof(float) * (kRowsPerBlock * hd + kKeysPerTile * (hd + 1) + kKeysPerTile * hd); }
+
 // grid: (query tiles, heads, sequences); block: 128 threads; dynamic smem: q, k, v tiles
 __global__ void attention_kernel(AttentionParams p, const Segments seg) {
-    extern __shared__ float smem[];
+    DYNIN_RT_DYNAMIC_SHARED(float, smem);
+    __shared__ float probs[kWarps][kKeysPerTile];  // a warp's probabilities of one row
     const int hd = static_cast<int>(p.head_dim), ld = hd + 1;  // +1: conflict-free column reads
     float* qs = smem;                          // [32][hd]
     float* ks = qs + kRowsPerBlock * hd;       // [32][hd + 1]
@@ -71,6 +75,7 @@ __global__ void attention_kernel(AttentionParams p, const Segments seg) {
         __syncthreads();
         for (int r = 0; r < kRowsPerWarp; ++r) {
             const int row = warp * kRowsPerWarp + r;
+            if (row >= rows) break;  // the same for the whole warp
             const float* q = qs + row * hd;
             float score = -FLT_MAX;
             if (lane < keys) {
@@ -88,13 +93,16 @@ __global__ void attention_kernel(AttentionParams p, const Segments seg) {
             l[r] = l[r] * alpha + tile_sum;
             m[r] = new_m;
             for (int c = 0; c < cols; ++c) o[r][c] *= alpha;
+            probs[warp][lane] = pj;
+            __syncwarp();
             for (int j = 0; j < keys; ++j) {
-                const float w = __shfl_sync(0xffffffffu, pj, j);
+                const float w = probs[warp][j];
                 for (int c = 0; c < cols; ++c) {
                     const int d = lane + 32 * c;
                     if (d < hd) o[r][c] += w * vs[j * hd + d];
                 }
             }
+            __syncwarp();  // the row's probabilities are read before the next row's are written
         }
     }
     for (int r = 0; r < kRowsPerWarp; ++r) {
@@ -112,10 +120,13 @@ __global__ void attention_kernel(AttentionParams p, const Segments seg) {
 
 void attention(const AttentionParams& p, Context& c) {
     DYNIN_CHECK_ARG(p.head_dim > 0 && p.head_dim <= kMaxHeadDim, "cuda attention: head_dim ", p.head_dim, " > ", kMaxHeadDim);
-    const int hd = static_cast<int>(p.head_dim);
-    const size_t smem = sizeof(float) * (kRowsPerBlock * hd + kKeysPerTile * (hd + 1) + kKeysPerTile * hd);
-    check(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-          "attention smem");
+    const size_t smem = smem_bytes(static_cast<int>(p.head_dim));
+    if (!c.attention_smem_set) {  // the largest head_dim needs more than the default 48 KiB
+        check(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   static_cast<int>(smem_bytes(kMaxHeadDim))),
+              "attention smem");
+        c.attention_smem_set = true;
+    }
     for (int64_t s0 = 0; s0 < p.n_seq; s0 += kSegmentsPerLaunch) {
         const int64_t n = std::min<int64_t>(kSegmentsPerLaunch, p.n_seq - s0);
         Segments seg{};
@@ -128,8 +139,7 @@ void attention(const AttentionParams& p, Context& c) {
         if (longest == 0) continue;
         const dim3 grid(static_cast<unsigned>((longest + kRowsPerBlock - 1) / kRowsPerBlock), static_cast<unsigned>(p.n_heads),
                         static_cast<unsigned>(n));
-        attention_kernel<<<grid, kWarps * 32, smem, c.stream>>>(p, seg);
-        check(cudaGetLastError(), "attention");
+        DYNIN_RT_LAUNCH(c, attention_kernel, grid, kWarps * 32, smem, p, seg);
     }
 }
 

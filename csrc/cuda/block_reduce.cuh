@@ -1,11 +1,15 @@
 // Block-wide reductions shared by the fused sampler steps (blocks of kReduceThreads threads).
+// block_sum adds in det_math.h's fixed order (the CPU twins' det::sum_tree), so a sum of 256 strided
+// partials equals the CPU's bit for bit.
 #pragma once
 #include <cstdint>
+
+#include "dynin_rt/det_math.h"
 
 namespace dynin_rt {
 namespace cuda {
 
-constexpr int kReduceThreads = 256;
+constexpr int kReduceThreads = det::kSumLanes;
 
 // A candidate value and its column; ties go to the smaller column (the CPU twins' first maximum).
 struct Pick {
@@ -36,7 +40,8 @@ __device__ inline Pick block_best(Pick mine) {
     return out;
 }
 
-// The block's sum, returned to every thread.
+// The block's sum, returned to every thread: the xor butterfly within each warp, then warp 0's total
+// plus warps 1, 2, ... in order (det::sum_tree).
 __device__ inline double block_sum(double mine) {
     __shared__ double partial[kReduceThreads / 32];
     for (int off = 16; off > 0; off /= 2) mine += __shfl_xor_sync(0xffffffffu, mine, off);

@@ -2,13 +2,15 @@
 // Kernel 1, one block per candidate: token choice (argmax or Gumbel-max on the counter noise) and
 // its confidence (softmax probability in double, or the counter uniform). Kernel 2, one block per
 // batch row: each candidate's rank (confidence descending, canvas order on ties), the selection rule,
-// the commit into the canvas. No host synchronisation.
+// the commit into the canvas. No host synchronisation. Tokens and confidences equal the CPU twin's
+// bit for bit: det_math.h's exp / log / Gumbel and summation order, no FMA contraction (--fmad=false).
 #include <cfloat>
+#include <cstdio>
 
 #include "block_reduce.cuh"
-#include "cuda_ops.h"
 #include "dynin_rt/common.h"
 #include "dynin_rt/counter_rng.h"
+#include "launch.cuh"
 
 namespace dynin_rt {
 namespace cuda {
@@ -54,7 +56,8 @@ __global__ void choose_kernel(CommitStepParams p, int32_t* col, double* confiden
     for (int64_t j = threadIdx.x; j < p.n_cols; j += blockDim.x) {
         const double v = value(j);
         top = better(top, Pick{v, j});
-        const double noisy = greedy ? v : v + t * gumbel_from_uniform(bits_to_uniform(counter_at(key, static_cast<uint64_t>(j))));
+        const double g = greedy ? 0.0 : det::gumbel(bits_to_uniform(counter_at(key, static_cast<uint64_t>(j))));
+        const double noisy = greedy ? v : det::add(v, det::mul(t, g));
         best = better(best, Pick{noisy, j});
     }
     best = block_best(best);
@@ -63,10 +66,11 @@ __global__ void choose_kernel(CommitStepParams p, int32_t* col, double* confiden
     if (p.confidence == ConfidenceKind::kRandom) {
         conf = bits_to_uniform(counter_key(seed, kStreamRemask, step, noise_row, pos));
     } else {
-        double sum = 0.0;
-        for (int64_t j = threadIdx.x; j < p.n_cols; j += blockDim.x) sum += exp(static_cast<double>(value(j)) - top.value);
+        double sum = 0.0;  // partial threadIdx.x of det_math.h's order
+        for (int64_t j = threadIdx.x; j < p.n_cols; j += blockDim.x)
+            sum = det::add(sum, det::exp(static_cast<double>(value(j)) - top.value));
         sum = block_sum(sum);
-        conf = exp(static_cast<double>(value(best.index)) - top.value) / sum;
+        conf = det::exp(static_cast<double>(value(best.index)) - top.value) / sum;
     }
     if (threadIdx.x == 0) {
         col[c] = static_cast<int32_t>(best.index);
@@ -74,9 +78,12 @@ __global__ void choose_kernel(CommitStepParams p, int32_t* col, double* confiden
     }
 }
 
+// The token of a logit column; an unmapped column fails the launch, as the CPU twin throws.
 __device__ int32_t token_of(const Columns& cols, int32_t col) {
     for (int r = 0; r < cols.n; ++r)
         if (col >= cols.r[r].col && col < cols.r[r].col + cols.r[r].count) return static_cast<int32_t>(cols.r[r].token + (col - cols.r[r].col));
+    printf("dynin_rt commit_step: column %d is not mapped to a token\n", static_cast<int>(col));
+    __trap();
     return -1;
 }
 
@@ -138,18 +145,14 @@ void commit_step(const CommitStepParams& p, Context& c) {
         for (int64_t r = 0; r < p.n_ranges; ++r) cols.r[r] = p.columns[r];
         CommitStepParams dp = p;
         dp.columns = nullptr;  // host memory: travels in `cols`
-        auto* scratch = static_cast<char*>(c.ensure_scratch(static_cast<size_t>(p.n_cand) * (sizeof(double) + sizeof(int32_t))));
+        const size_t bytes = static_cast<size_t>(p.n_cand) * (sizeof(double) + sizeof(int32_t));
+        auto* scratch = static_cast<char*>(c.sampler.ensure(bytes, c.counters));
         auto* conf = reinterpret_cast<double*>(scratch);
         auto* col = reinterpret_cast<int32_t*>(scratch + sizeof(double) * p.n_cand);
-        choose_kernel<<<static_cast<unsigned>(p.n_cand), kThreads, 0, c.stream>>>(dp, col, conf);
-        check(cudaGetLastError(), "commit_step choose");
-        select_kernel<<<static_cast<unsigned>(p.batch), kThreads, 0, c.stream>>>(dp, cols, col, conf);
-        check(cudaGetLastError(), "commit_step select");
+        DYNIN_RT_LAUNCH(c, choose_kernel, static_cast<unsigned>(p.n_cand), kThreads, 0, dp, col, conf);
+        DYNIN_RT_LAUNCH(c, select_kernel, static_cast<unsigned>(p.batch), kThreads, 0, dp, cols, col, conf);
     }
-    if (p.step_counter) {
-        advance_step_kernel<<<1, 1, 0, c.stream>>>(p.step_counter);
-        check(cudaGetLastError(), "commit_step advance");
-    }
+    if (p.step_counter) DYNIN_RT_LAUNCH(c, advance_step_kernel, 1, 1, 0, p.step_counter);
 }
 
 }  // namespace cuda

@@ -1,8 +1,12 @@
 // The CUDA backend's launchers, one family per .cu file; each is the twin of the CPU kernel of the
-// same name in cpu/ and is tested against it (tests/test_ops_cuda.py). All run on `stream`, take
-// device pointers (except where a params struct says host memory) and never synchronise.
+// same name in cpu/ and is tested against it (tests/test_ops.py). All run on the context's stream,
+// take device pointers (except where a params struct says host memory) and never synchronise.
+// Kernels are launched through launch.cuh, which also builds them for the emulated device.
 #pragma once
 #include <cuda_runtime.h>
+
+#include <map>
+#include <tuple>
 
 #include "dynin_rt/backend.h"
 
@@ -11,28 +15,46 @@ namespace cuda {
 
 void check(cudaError_t err, const char* what);  // throws with the CUDA error string
 
-// Per-backend state the launchers share: the stream and reusable device scratch.
+// Device memory reused across calls: grows to the largest request and never shrinks. Growing frees
+// the old block (cudaFree waits for the device), so it happens in a run's first steps; each growth
+// is counted in the backend's counters.
+class Scratch {
+ public:
+    void* ensure(size_t bytes, BackendCounters& counters);
+    void release(BackendCounters& counters);
+
+ private:
+    void* ptr_ = nullptr;
+    size_t bytes_ = 0;
+};
+
+// Per-backend state the launchers share.
 struct Context {
     int device = 0;
     cudaStream_t stream = nullptr;
-    void* scratch = nullptr;  // grows on demand (scratch_bytes)
-    size_t scratch_bytes = 0;
-    void* ensure_scratch(size_t bytes);
+    BackendCounters counters;        // launches, host waits, allocations (Backend::counters)
+    Scratch sampler;                 // the fused steps' per-candidate values
+    bool attention_smem_set = false;  // cudaFuncSetAttribute is called once (attention.cu)
 };
 
-void embed(const EmbedParams& p, cudaStream_t s);          // elementwise.cu
-void swiglu(const SwigluParams& p, cudaStream_t s);        // elementwise.cu
-void copy_rows(const CopyRowsParams& p, cudaStream_t s);   // elementwise.cu
+void embed(const EmbedParams& p, Context& c);          // elementwise.cu
+void swiglu(const SwigluParams& p, Context& c);        // elementwise.cu
+void copy_rows(const CopyRowsParams& p, Context& c);   // elementwise.cu
 void cfg_combine(const float* uncond, const float* cond, float* out, int64_t n, float alpha, float beta,
-                 Backend::CfgForm form, cudaStream_t s);   // elementwise.cu
-void cast_rows(const float* x, int64_t ldx, int64_t m, int64_t k, DType to, void* out, cudaStream_t s);  // elementwise.cu
-void rms_norm(const RmsNormParams& p, cudaStream_t s);     // norm.cu
-void rope(const RopeParams& p, cudaStream_t s);            // rope.cu
-void attention(const AttentionParams& p, Context& c);      // attention.cu (uploads the segment offsets)
+                 Backend::CfgForm form, Context& c);   // elementwise.cu
+// out[i, :k] = x[i, :k] rounded to bf16 (scales null), or to fp16 after dividing row i by a power of
+// two scales[i] chosen so that the row's largest value fits fp16 (elementwise.cu)
+void cast_rows(const float* x, int64_t ldx, int64_t m, int64_t k, DType to, void* out, float* scales, Context& c);
+// y[i, :n] = (accumulate ? y[i, :n] : 0) + scales[i] * t[i, :n]   (t [m, n] packed; elementwise.cu)
+void scale_rows_add(const float* t, const float* scales, int64_t m, int64_t n, float* y, int64_t ldy, bool accumulate, Context& c);
+void rms_norm(const RmsNormParams& p, Context& c);     // norm.cu
+void rope(const RopeParams& p, Context& c);            // rope.cu
+void attention(const AttentionParams& p, Context& c);  // attention.cu
 void commit_step(const CommitStepParams& p, Context& c);   // commit_step.cu
 void maskgit_step(const MaskgitStepParams& p, Context& c); // maskgit_step.cu
 
-// cuBLASLt, loaded at run time (cublaslt.cu), so that _C imports on machines without CUDA.
+// GEMMs through cuBLASLt, loaded at run time (cublaslt.cu), so that _C imports without CUDA. The
+// matmul descriptors, layouts and the chosen algorithm are built once per shape and alignment.
 class Gemm {
  public:
     explicit Gemm(Context& c);
@@ -40,10 +62,17 @@ class Gemm {
     void run(const GemmParams& p);
 
  private:
+    struct Plan;
+    // (weight dtype, m, n, k, ldw, ldx, ldy, alignment of w, x, y)
+    using Key = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, uint32_t, uint32_t, uint32_t>;
+    const Plan& plan(const Key& key);
+
     Context& ctx_;
+    std::map<Key, Plan*> plans_;
     void* handle_ = nullptr;
     void* workspace_ = nullptr;
     size_t workspace_bytes_ = 0;
+    Scratch cast_, scales_, product_;
 };
 
 }  // namespace cuda

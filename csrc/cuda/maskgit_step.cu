@@ -2,12 +2,13 @@
 // position, draws a code (Gumbel-max on the counter noise) and scores it log p + T * Gumbel; kernel
 // 2, one block per batch row, keeps the keep_masked[row] lowest scores masked (a score stays masked
 // when at most keep_masked scores, itself included, are <= it: the reference's `< sorted[k]`).
+// Samples and scores equal the CPU twin's bit for bit (det_math.h, --fmad=false).
 #include <cfloat>
 #include <vector>
 
 #include "block_reduce.cuh"
-#include "cuda_ops.h"
 #include "dynin_rt/counter_rng.h"
+#include "launch.cuh"
 
 namespace dynin_rt {
 namespace cuda {
@@ -36,17 +37,19 @@ __global__ void sample_kernel(MaskgitStepParams p, int32_t* sample, double* scor
     Pick best{-DBL_MAX, 0}, top{-DBL_MAX, 0};
     for (int64_t j = threadIdx.x; j < p.n_codes; j += blockDim.x) {
         top = better(top, Pick{l[j], j});
-        best = better(best, Pick{l[j] + gumbel_from_uniform(bits_to_uniform(counter_at(key, static_cast<uint64_t>(j)))), j});
+        const double g = det::gumbel(bits_to_uniform(counter_at(key, static_cast<uint64_t>(j))));
+        best = better(best, Pick{det::add(static_cast<double>(l[j]), g), j});
     }
     best = block_best(best);
     top = block_best(top);
-    double sum = 0.0;
-    for (int64_t j = threadIdx.x; j < p.n_codes; j += blockDim.x) sum += exp(static_cast<double>(l[j]) - top.value);
+    double sum = 0.0;  // partial threadIdx.x of det_math.h's order
+    for (int64_t j = threadIdx.x; j < p.n_codes; j += blockDim.x) sum = det::add(sum, det::exp(static_cast<double>(l[j]) - top.value));
     sum = block_sum(sum);
     if (threadIdx.x == 0) {
-        const float prob = static_cast<float>(exp(static_cast<double>(l[best.index]) - top.value) / sum);
+        const float prob = static_cast<float>(det::exp(static_cast<double>(l[best.index]) - top.value) / sum);
         const double u = bits_to_uniform(counter_key(seed, kStreamRemask, step, noise_row, index));
-        score[c] = static_cast<double>(logf(fmaxf(prob, 1e-20f))) + temperature * gumbel_from_uniform(u);
+        const float log_p = static_cast<float>(det::log(static_cast<double>(fmaxf(prob, 1e-20f))));  // fp32, as the reference
+        score[c] = det::add(static_cast<double>(log_p), det::mul(temperature, det::gumbel(u)));
         sample[c] = static_cast<int32_t>(best.index);
     }
 }
@@ -98,7 +101,7 @@ __global__ void advance_step_kernel(int64_t* counter) { ++*counter; }
 void maskgit_step(const MaskgitStepParams& p, Context& c) {
     if (p.n_cand > 0) {
         const size_t bytes = static_cast<size_t>(p.n_cand) * (sizeof(double) + sizeof(int32_t)) + sizeof(int64_t) * p.batch;
-        auto* scratch = static_cast<char*>(c.ensure_scratch(bytes));
+        auto* scratch = static_cast<char*>(c.sampler.ensure(bytes, c.counters));
         auto* score = reinterpret_cast<double*>(scratch);
         auto* keep = reinterpret_cast<int64_t*>(scratch + sizeof(double) * p.n_cand);
         auto* sample = reinterpret_cast<int32_t*>(scratch + sizeof(double) * p.n_cand + sizeof(int64_t) * p.batch);
@@ -107,15 +110,10 @@ void maskgit_step(const MaskgitStepParams& p, Context& c) {
             check(cudaMemcpyAsync(keep, p.keep_masked, sizeof(int64_t) * p.batch, cudaMemcpyHostToDevice, c.stream), "maskgit keep");
         MaskgitStepParams dp = p;
         dp.keep_masked = nullptr;
-        sample_kernel<<<static_cast<unsigned>(p.n_cand), kThreads, 0, c.stream>>>(dp, sample, score);
-        check(cudaGetLastError(), "maskgit sample");
-        remask_kernel<<<static_cast<unsigned>(p.batch), kThreads, 0, c.stream>>>(dp, keep, sample, score);
-        check(cudaGetLastError(), "maskgit remask");
+        DYNIN_RT_LAUNCH(c, sample_kernel, static_cast<unsigned>(p.n_cand), kThreads, 0, dp, sample, score);
+        DYNIN_RT_LAUNCH(c, remask_kernel, static_cast<unsigned>(p.batch), kThreads, 0, dp, keep, sample, score);
     }
-    if (p.step_counter) {
-        advance_step_kernel<<<1, 1, 0, c.stream>>>(p.step_counter);
-        check(cudaGetLastError(), "maskgit advance");
-    }
+    if (p.step_counter) DYNIN_RT_LAUNCH(c, advance_step_kernel, 1, 1, 0, p.step_counter);
 }
 
 }  // namespace cuda

@@ -2,7 +2,9 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include "cuda_ops.h"
+#include <algorithm>
+
+#include "launch.cuh"
 #include "weights.cuh"
 
 namespace dynin_rt {
@@ -12,10 +14,10 @@ namespace {
 
 constexpr int kThreads = 256;
 
-
-// out[i, :] = x[i, :] * rsqrt(mean(x[i, :]^2) + eps) * w   grid: m rows, block: kThreads
+// out[i, :] = x[i, :] * rsqrt(mean(x[i, :]^2) + eps) * w   grid: m rows, block: whole warps, <= kThreads
 __global__ void rms_norm_kernel(RmsNormParams p) {
     __shared__ float partial[kThreads / 32];
+    const int warps = static_cast<int>(blockDim.x / 32);
     const float* x = p.x + blockIdx.x * p.d;
     float ss = 0.0f;
     for (int64_t j = threadIdx.x; j < p.d; j += blockDim.x) ss += x[j] * x[j];
@@ -23,7 +25,7 @@ __global__ void rms_norm_kernel(RmsNormParams p) {
     if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = ss;
     __syncthreads();
     if (threadIdx.x < 32) {
-        ss = threadIdx.x < kThreads / 32 ? partial[threadIdx.x] : 0.0f;
+        ss = static_cast<int>(threadIdx.x) < warps ? partial[threadIdx.x] : 0.0f;
         for (int off = 16; off > 0; off /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, off);
         if (threadIdx.x == 0) partial[0] = ss;
     }
@@ -35,10 +37,11 @@ __global__ void rms_norm_kernel(RmsNormParams p) {
 
 }  // namespace
 
-void rms_norm(const RmsNormParams& p, cudaStream_t s) {
+void rms_norm(const RmsNormParams& p, Context& c) {
     if (p.m == 0) return;
-    rms_norm_kernel<<<static_cast<unsigned>(p.m), kThreads, 0, s>>>(p);
-    check(cudaGetLastError(), "rms_norm");
+    // one thread per element up to kThreads (narrow rows leave no idle warps)
+    const unsigned threads = static_cast<unsigned>(std::min<int64_t>(kThreads, (p.d + 31) / 32 * 32));
+    DYNIN_RT_LAUNCH(c, rms_norm_kernel, static_cast<unsigned>(p.m), threads, 0, p);
 }
 
 }  // namespace cuda

@@ -1,5 +1,5 @@
 // Half-rotation RoPE in place on q and k (twin of cpu/rope.cc), from the engine's fp32 tables.
-#include "cuda_ops.h"
+#include "launch.cuh"
 
 namespace dynin_rt {
 namespace cuda {
@@ -24,10 +24,9 @@ __global__ void rope_kernel(RopeParams p) {
 
 }  // namespace
 
-void rope(const RopeParams& p, cudaStream_t s) {
+void rope(const RopeParams& p, Context& c) {
     if (p.m == 0) return;
-    rope_kernel<<<static_cast<unsigned>(p.m), 256, 0, s>>>(p);
-    check(cudaGetLastError(), "rope");
+    DYNIN_RT_LAUNCH(c, rope_kernel, static_cast<unsigned>(p.m), 256, 0, p);
 }
 
 }  // namespace cuda

@@ -27,7 +27,10 @@ from . import _C  # noqa: E402
 
 def preload_cublaslt() -> None:
     """Make libcublasLt visible to the CUDA backend (which opens it by soname) when it comes from the
-    nvidia-cublas wheel rather than the system; harmless when it is not installed."""
+    nvidia-cublas wheel rather than the system; harmless when it is not installed. The emulated build
+    has its own CPU cuBLASLt and opens nothing."""
+    if _C.build_info()["cuda_emulated"]:
+        return
     try:
         import nvidia
     except ImportError:
@@ -44,5 +47,7 @@ def preload_cublaslt() -> None:
 
 
 def build_info() -> dict:
-    """What the compiled runtime contains: {"version", "cuda", "blas", "cpu_simd"}."""
+    """What the compiled runtime contains: {"version", "cuda", "cuda_emulated", "blas", "cpu_simd",
+    "cpu_threads"}; "cuda_emulated" is True in a DYNIN_RT_CUDA=EMULATE build (the CUDA kernels run on
+    the CPU, for tests)."""
     return dict(_C.build_info())

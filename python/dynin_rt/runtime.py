@@ -72,11 +72,13 @@ def _checkpoint_dtype(hf_dir: str) -> str:
 def _resolve_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
-    has_cuda = _native.build_info()["cuda"]
-    if backend == "cuda" and not has_cuda:
+    info = _native.build_info()
+    if backend == "cuda" and not info["cuda"]:
         raise ValueError("this build of dynin_rt has no CUDA backend: reinstall with -Ccmake.define.DYNIN_RT_CUDA=ON")
     if backend == "auto":
-        backend = "cuda" if has_cuda and _C.cuda_device_count() > 0 else "cpu"
+        # an emulated CUDA backend (a test build) runs on the CPU, far slower than the CPU backend
+        gpu = info["cuda"] and not info["cuda_emulated"] and _C.cuda_device_count() > 0
+        backend = "cuda" if gpu else "cpu"
     if backend == "cuda":
         _native.preload_cublaslt()
     return backend

@@ -2,7 +2,6 @@
 // (seed, stream, step, row, position[, index]), so the runtime and the PyTorch reference given the
 // same seed draw the same noise without sharing state. Stateless, hence thread-safe.
 #pragma once
-#include <cmath>
 #include <cstdint>
 
 #if defined(__CUDACC__)
@@ -47,10 +46,6 @@ DYNIN_RT_HD inline uint64_t noise_row_of(const StepParams& p, int64_t row) {
 // Uniform in the open interval (0, 1) from 53 random bits.
 DYNIN_RT_HD inline double bits_to_uniform(uint64_t bits) { return (static_cast<double>(bits >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
 
-// -log(-log u) with the official clamps at 1e-20 (models/sampling.py).
-DYNIN_RT_HD inline double gumbel_from_uniform(double u) {
-    const double inner = -::log(u < 1e-20 ? 1e-20 : u);
-    return -::log(inner < 1e-20 ? 1e-20 : inner);
-}
+// The Gumbel noise of a uniform is det::gumbel (det_math.h), shared with the CUDA kernels.
 
 }  // namespace dynin_rt
