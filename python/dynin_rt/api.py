@@ -254,11 +254,14 @@ def _stream(job: Job, show: bool) -> Iterator[Result]:
 
     def blocks():
         while True:
+            # the user's token is read before every event too: a fast worker can queue blocks
+            # faster than the consumer takes them, so the queue may never be empty again
+            if user is not None and user.cancelled:
+                own.cancel()
+                raise Cancelled("generation cancelled")
             try:
                 event = events.get(timeout=0.1)
             except queue.Empty:
-                if user is not None and user.cancelled:
-                    own.cancel()
                 continue
             if event[0] == "block":
                 if bar:
