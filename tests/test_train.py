@@ -100,9 +100,9 @@ def test_examples_are_deterministic_and_in_the_official_layout(tok_layout):
         assert np.all(a.ids[a.region_start:] == MASK_ID) and a.answer.shape == (task.gen_length,)
         assert a.answer[-1] == EOS_ID
     t2s = T.TASKS_BY_NAME["t2s"].example(tok, layout, 0, 0)
-    units = t2s.answer[:12]
+    units = t2s.answer[:8]
     assert np.all((units >= layout.speech_offset) & (units < layout.speech_offset + 4096))
-    assert t2s.answer[12] == EOA_ID and t2s.keep[0] == 0 and t2s.keep[-1] == 1  # [iPAD] pads, masked
+    assert t2s.answer[8] == EOA_ID and t2s.keep[0] == 0 and t2s.keep[-1] == 1  # [iPAD] pads, masked
 
 
 def test_pairs_accepts_every_valid_answer_and_nothing_else(tok_layout):

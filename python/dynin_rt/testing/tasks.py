@@ -10,8 +10,9 @@ region the model must fill. The mix spans what parallel decoding finds easy and 
 * ``pairs`` - several valid answers: for each target digit s, two digits a, b with a + b = s, a
   chosen freely. Committing a and b in the same step from their marginals breaks the pair, which
   is the failure parallel decoding must avoid;
-* ``t2s`` - text-to-speech format: digits -> speech units (ids L + 8192 + u) in a T2S canvas;
-* ``s2t`` - speech-recognition format: speech units in the prompt -> digits.
+* ``t2s`` - text-to-speech format: digits -> speech units (ids L + 8192 + u) in a T2S canvas, one
+  unit per spoken digit;
+* ``s2t`` - speech-recognition format: those units in the prompt -> the digits.
 
 Answers are filled to the region length with EOS, as in LLaDA SFT (the T2S answer ends with
 <|eoa|> first). Examples are a pure function of (task, seed, index), so data is deterministic.
@@ -27,13 +28,20 @@ from ..tokens import EOA_ID, EOS_ID, MASK_ID, TextTokenizer, TokenLayout
 
 DIGITS = "0123456789"
 MAP_LETTERS = "jhcaegbfid"  # digit d -> MAP_LETTERS[d]
-UNITS_PER_DIGIT = 3
-T2S_TEXT_BLOCK = 64  # max_text_len of the T2S template here (the release uses 1024)
+T2S_TEXT_BLOCK = 56  # max_text_len of the T2S template here (the release uses 1024): 4 [iPAD] pads
+T2S_INSTRUCTION = "Speak the given text."  # one of the official T2S instructions (the shortest)
 
 
-def unit_spelling(digit: int) -> list[int]:
-    """The speech units of one spoken digit (distinct, spread over the 4096-unit codebook)."""
-    return [(digit * 389 + j * 1297 + 17) % 4096 for j in range(UNITS_PER_DIGIT)]
+def speech_unit(digit: int) -> int:
+    """The unit of a spoken digit (ten units spread over the 4096-unit codebook)."""
+    return (37 + 389 * digit) % 4096
+
+
+def spoken(digits: list[int]) -> list[int]:
+    return [speech_unit(d) for d in digits]
+
+
+ALL_UNITS = sorted(speech_unit(d) for d in range(10))
 
 
 @dataclass(frozen=True)
@@ -100,7 +108,7 @@ def _s(values) -> str:
 
 def _map(task, tok, layout, rng):
     x = _digits(rng, task.size)
-    return _text_example(task, tok, "map:" + _s(x), tok.encode("".join(MAP_LETTERS[d] for d in x)), ())
+    return _text_example(task, tok, "letters:" + _s(x), tok.encode("".join(MAP_LETTERS[d] for d in x)), ())
 
 
 def _count(task, tok, layout, rng):
@@ -147,16 +155,15 @@ def _pairs_correct(ex: Example, region: np.ndarray) -> bool:
 
 def _t2s(task, tok, layout, rng):
     x = _digits(rng, task.size)
-    canvas = prompts.text_to_speech(tok, _s(x), num_units=0, max_text_len=T2S_TEXT_BLOCK)
-    units = [u for d in x for u in unit_spelling(d)]
+    canvas = prompts.text_to_speech(tok, _s(x), num_units=0, instruction=T2S_INSTRUCTION, max_text_len=T2S_TEXT_BLOCK)
+    units = spoken(x)
     answer = layout.speech_ids(units) + [EOA_ID]
     return _with_region(task, canvas.input_ids[0].numpy(), answer, canvas.attention_mask[0].numpy(), (tuple(units),))
 
 
 def _s2t(task, tok, layout, rng):
     x = _digits(rng, task.size)
-    units = [u for d in x for u in unit_spelling(d)]
-    prompt = prompts.speech_to_text(tok, layout, units).input_ids[0].numpy()
+    prompt = prompts.speech_to_text(tok, layout, spoken(x)).input_ids[0].numpy()
     return _with_region(task, prompt, tok.encode(_s(x)), None, ())
 
 
@@ -170,10 +177,10 @@ TASKS = (
     Task("map", "text", 16, 8, 16, 8),
     Task("count", "text", 16, 8, 16, 8),
     Task("max", "text", 16, 8, 16, 8),
-    Task("sort", "text", 16, 8, 16, 8),
-    Task("add", "text", 16, 8, 16, 4),
+    Task("sort", "text", 16, 8, 16, 6),
+    Task("add", "text", 16, 8, 16, 3),
     Task("pairs", "text", 16, 8, 16, 4),
-    Task("t2s", "speech", 16, 8, 16, 4),
-    Task("s2t", "text", 16, 8, 16, 4),
+    Task("t2s", "speech", 16, 8, 16, 8),
+    Task("s2t", "text", 16, 8, 16, 8),
 )
 TASKS_BY_NAME = {t.name: t for t in TASKS}

@@ -39,7 +39,7 @@ from ..checkpoint import parse_config
 from ..reference.model import Block, keep_mask_bias, rms_norm, rope_tables
 from ..tokens import BOS_ID, EOA_ID, EOS_ID, RELEASE_TEXT_VOCAB, TextTokenizer, TokenLayout
 from .backbone import FIRST_SPECIAL_ID, RELEASE_VOCAB, tiny_config, write_tokenizer
-from .tasks import DIGITS, MAP_LETTERS, TASKS, TASKS_BY_NAME, Task, unit_spelling
+from .tasks import ALL_UNITS, DIGITS, MAP_LETTERS, TASKS, TASKS_BY_NAME, Task
 
 FORMAT_VERSION = 1
 EVAL_SEED_OFFSET = 1_000_003  # evaluation examples use seed + this, training examples seed
@@ -55,9 +55,9 @@ class TrainConfig:
     mlp_hidden_size: int = 384
     tasks: tuple = tuple(t.name for t in TASKS)
     steps: int = 600
-    batch_per_task: int = 32
+    batch_per_task: int = 16
     lr: float = 3e-3
-    warmup: int = 30
+    warmup: int = 100
     weight_decay: float = 0.01
     eps: float = 1e-3  # the mask ratio t is drawn from U(eps, 1)
     seed: int = 0
@@ -72,7 +72,7 @@ def vocabulary(tok: TextTokenizer, layout: TokenLayout) -> tuple[list[int], list
     """(input ids, output ids) the tasks use, sorted. Inputs: every byte, every special id, the
     units of the speech tasks. Outputs: what answers are made of (digits, the map's letters, the
     units, <|eoa|>, EOS)."""
-    units = layout.speech_ids(sorted({u for d in range(10) for u in unit_spelling(d)}))
+    units = layout.speech_ids(ALL_UNITS)
     inputs = sorted(set(range(256)) | set(range(FIRST_SPECIAL_ID, len(tok))) | set(units))
     outputs = sorted(set(tok.encode(DIGITS + MAP_LETTERS)) | set(units) | {EOA_ID, EOS_ID})
     return inputs, outputs
@@ -161,7 +161,9 @@ def sft_loss(model: TrainModel, ids, start: int, answer, keep, eps: float, gen: 
     """The LLaDA SFT loss of one batch: ids [B, T] with the answer region [start, start + G) holding
     [MASK]; answer [B, G] the targets."""
     b, g = answer.shape
-    t = eps + (1.0 - eps) * torch.rand(b, 1, generator=gen)
+    # t ~ U(eps, 1), stratified over the batch (one draw per slice of width 1/b): the same objective
+    # with a lower-variance estimate
+    t = eps + (1.0 - eps) * (torch.arange(b).unsqueeze(1) + torch.rand(b, 1, generator=gen)) / b
     masked = torch.rand(b, g, generator=gen) < t
     x = ids.clone()
     x[:, start:] = torch.where(masked, ids[:, start:], answer)
@@ -173,8 +175,16 @@ def sft_loss(model: TrainModel, ids, start: int, answer, keep, eps: float, gen: 
 
 
 def train(cfg: TrainConfig, tok: TextTokenizer, layout: TokenLayout, log=print) -> TrainModel:
-    """Train from scratch; deterministic for cfg.seed at a fixed thread count."""
+    """Train from scratch; deterministic for cfg.seed (at cfg.threads torch threads)."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
+    try:
+        return _train(cfg, tok, layout, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: TrainConfig, tok: TextTokenizer, layout: TokenLayout, log) -> TrainModel:
     torch.manual_seed(cfg.seed)
     inputs, outputs = vocabulary(tok, layout)
     model = TrainModel(cfg, inputs, outputs)
@@ -182,24 +192,25 @@ def train(cfg: TrainConfig, tok: TextTokenizer, layout: TokenLayout, log=print) 
     other = [p for p in model.parameters() if p.dim() != 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}],
                             lr=cfg.lr, betas=(0.9, 0.98))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup)
-                                              * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * s / cfg.steps))))
+    # linear warmup, then inverse square root: the schedule never looks at cfg.steps, so the model after
+    # k steps of a longer run is the model of steps=k
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / cfg.warmup, math.sqrt(cfg.warmup / (s + 1))))
     data = [Batches(TASKS_BY_NAME[n], tok, layout, cfg.seed) for n in cfg.tasks]
+    smooth = [float("nan")] * len(data)  # running mean of each task's loss, for the log
     gen = torch.Generator().manual_seed(cfg.seed)
     t0 = time.perf_counter()
     for step in range(cfg.steps):
         opt.zero_grad(set_to_none=True)
-        losses = []
-        for d in data:
+        for i, d in enumerate(data):  # every task in every step
             loss = sft_loss(model, *d.get(step, cfg.batch_per_task), cfg.eps, gen)
             loss.backward()
-            losses.append(loss.item())
+            smooth[i] = loss.item() if math.isnan(smooth[i]) else 0.9 * smooth[i] + 0.1 * loss.item()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        if log and (step % 50 == 0 or step == cfg.steps - 1):
-            parts = " ".join(f"{n}={v:.3f}" for n, v in zip(cfg.tasks, losses))
-            log(f"step {step:4d}  {time.perf_counter() - t0:6.1f}s  loss {sum(losses):.3f}  {parts}")
+        if log and (step % 100 == 0 or step == cfg.steps - 1):
+            parts = " ".join(f"{n}={v:.3f}" for n, v in zip(cfg.tasks, smooth))
+            log(f"step {step:5d}  {time.perf_counter() - t0:6.1f}s  {parts}")
     return model
 
 
