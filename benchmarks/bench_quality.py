@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import machine, write_json  # noqa: E402
 
 import dynin_rt  # noqa: E402
-from dynin_rt.testing.train import TrainConfig, eval_examples, test_tokenizer, trained_checkpoint  # noqa: E402
+from dynin_rt.testing.train import TrainConfig, eval_examples, generate, test_tokenizer, trained_checkpoint  # noqa: E402
 from dynin_rt.testing.tasks import TASKS_BY_NAME  # noqa: E402
 
 # name -> generate options on top of each task's exact schedule (gen 16, block 8, 16 steps)
@@ -48,19 +48,6 @@ SETTINGS = {
 DEFAULT_FAST = "dual-0.9"  # what mode="fast" does without options today
 
 
-def _generate(model, task, exs, options):
-    """One call for the examples exs (same canvas length) -> per-example outputs (region ids for
-    text, units for speech)."""
-    kw = dict(gen_length=task.gen_length, steps=task.steps, block_length=task.block_length)
-    kw.update(options)
-    if task.kind == "speech":
-        kw["max_new_tokens"] = kw.pop("gen_length")
-        ids, keep = np.stack([e.ids for e in exs]), np.stack([e.keep for e in exs])
-        return [u.tolist() for u in model.generate_speech(ids, keep, **kw)]
-    prompts = np.stack([e.ids[: e.region_start] for e in exs])
-    return model.generate_text(prompts, **kw)[:, exs[0].region_start:].tolist()
-
-
 def run_setting(model, examples, options, n_single: int) -> dict:
     """examples: {task: [Example]} -> {task: outputs, correctness, and for the first n_single examples
     run one at a time: forwards, committed tokens, seconds, equal to the batched output}.
@@ -70,12 +57,12 @@ def run_setting(model, examples, options, n_single: int) -> dict:
     out = {}
     for name, exs in examples.items():
         task = TASKS_BY_NAME[name]
-        outputs = _generate(model, task, exs, options)
+        outputs = generate(model, task, exs, **options)
         rows = {"ok": [bool(task.correct(e, np.array(o))) for e, o in zip(exs, outputs)], "output": outputs,
                 "forwards": [], "tokens": [], "seconds": [], "batch_equal_single": []}
         for ex, batched in zip(exs[:n_single], outputs):
             t0 = time.perf_counter()
-            single = _generate(model, task, [ex], options)[0]
+            single = generate(model, task, [ex], **options)[0]
             rows["seconds"].append(time.perf_counter() - t0)
             stats = model.last_stats
             rows["forwards"].append(stats.forwards)

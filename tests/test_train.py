@@ -109,14 +109,14 @@ def test_pairs_accepts_every_valid_answer_and_nothing_else(tok_layout):
     tok, layout = tok_layout
     task = T.TASKS_BY_NAME["pairs"]
     ex = task.example(tok, layout, 0, 0)
-    targets = ex.info[0]
     d = tok.encode(T.DIGITS)
-    swapped = [d[x] for s in targets for x in (s, 0)]  # (s, 0) is always a valid pair
-    region = np.array(swapped + [EOS_ID] * (task.gen_length - len(swapped)))
-    assert task.correct(ex, ex.answer) and task.correct(ex, region)
-    bad = region.copy()
-    bad[0] = d[(targets[0] + 1) % 10]
-    assert not task.correct(ex, bad)
-    bad = region.copy()
-    bad[-1] = d[0]
-    assert not task.correct(ex, bad)
+    eos = [EOS_ID] * (task.gen_length - 2 * task.size)
+    pairs = ex.info[0]
+    assert all(a != b for a, b in pairs)
+    for orders in ([0, 0, 0, 0], [1, 1, 1, 1], [0, 1, 1, 0]):
+        region = [d[x] for (a, b), o in zip(pairs, orders) for x in ((a, b) if o else (b, a))] + eos
+        assert task.correct(ex, np.array(region))
+    (a, b), rest = pairs[0], [d[x] for p in pairs[1:] for x in p]
+    for wrong in ([d[a], d[a]], [d[b], d[b]], [d[a], EOS_ID]):  # one digit twice, a digit missing
+        assert not task.correct(ex, np.array(wrong + rest + eos))
+    assert not task.correct(ex, np.array([d[a], d[b]] + rest + eos[:-1] + [d[0]]))  # junk after the answer

@@ -4,12 +4,14 @@ Each task builds the canvas the runtime sees (the real chat template with the te
 :mod:`dynin_rt.testing.backbone`, or the speech templates of :mod:`dynin_rt.prompts`) and the answer
 region the model must fill. The mix spans what parallel decoding finds easy and hard:
 
-* ``map`` - each answer position depends on one input digit only (independent positions);
+* ``map`` - each answer position depends on one input digit only (independent positions; the
+  prompt reads "letters:<digits>");
 * ``count``, ``max`` - running count / running maximum (local dependencies along the answer);
 * ``sort``, ``add`` - sorting and addition with carries (global structure);
-* ``pairs`` - several valid answers: for each target digit s, two digits a, b with a + b = s, a
-  chosen freely. Committing a and b in the same step from their marginals breaks the pair, which
-  is the failure parallel decoding must avoid;
+* ``pairs`` - several valid answers: each input pair of distinct digits is written back in either
+  order, chosen freely. Each answer position alone is a coin flip between the pair's two digits;
+  committing both positions of a pair in one step from those marginals writes one digit twice,
+  which is the failure parallel decoding must avoid;
 * ``t2s`` - text-to-speech format: digits -> speech units (ids L + 8192 + u) in a T2S canvas, one
   unit per spoken digit;
 * ``s2t`` - speech-recognition format: those units in the prompt -> the digits.
@@ -135,22 +137,21 @@ def _add(task, tok, layout, rng):
 
 
 def _pairs(task, tok, layout, rng):
-    targets = _digits(rng, task.size)
-    first = [int(rng.integers(0, s + 1)) for s in targets]
-    answer = "".join(f"{a}{s - a}" for a, s in zip(first, targets))
-    return _text_example(task, tok, "pairs:" + _s(targets), tok.encode(answer), (tuple(targets), tuple(tok.encode(DIGITS))))
+    pairs = [tuple(int(d) for d in rng.choice(10, 2, replace=False)) for _ in range(task.size)]
+    answer = "".join(_s(p if rng.integers(0, 2) else p[::-1]) for p in pairs)
+    user = "pairs:" + "".join(_s(p) for p in pairs)
+    return _text_example(task, tok, user, tok.encode(answer), (tuple(pairs), tuple(tok.encode(DIGITS))))
 
 
 def _pairs_correct(ex: Example, region: np.ndarray) -> bool:
-    targets, digit_ids = ex.info
+    pairs, digit_ids = ex.info
     value = {t: i for i, t in enumerate(digit_ids)}
-    n = 2 * len(targets)
+    n = 2 * len(pairs)
     if not np.all(region[n:] == EOS_ID):
         return False
     got = [value.get(int(t)) for t in region[:n]]
-    if any(v is None for v in got):
-        return False
-    return all(got[2 * i] + got[2 * i + 1] == s for i, s in enumerate(targets))
+    return all(sorted(got[2 * i : 2 * i + 2], key=lambda v: -1 if v is None else v) == sorted(p)
+               for i, p in enumerate(pairs))
 
 
 def _t2s(task, tok, layout, rng):
