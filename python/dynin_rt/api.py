@@ -33,6 +33,7 @@ def select_task(prompt, image, video, audio, output) -> str:
     impossible combinations are one-line errors naming the fix."""
     if output not in registry.outputs():
         raise ValueError(f"output must be one of {registry.outputs()}, not {output!r}")
+    _check_prompt(prompt)
     given = [name for name, v in (("image", image), ("video", video), ("audio", audio)) if v is not None]
     if len(given) > 1:
         raise ValueError(f"pass one of image=, video=, audio=, not {' and '.join(given)}")
@@ -48,6 +49,17 @@ def select_task(prompt, image, video, audio, output) -> str:
         hint = f" (or pass {', '.join(media_tasks)})" if media_tasks and medium is None else ""
         raise ValueError(f"{spec.title} needs a text prompt{hint}")
     return spec.name
+
+
+def _check_prompt(prompt) -> None:
+    if prompt is None:
+        return
+    if isinstance(prompt, (bytes, bytearray)):
+        raise ValueError("the prompt must be a str, not bytes: decode it first (prompt.decode('utf-8'))")
+    if not isinstance(prompt, str):
+        raise ValueError(f"the prompt must be a str, not {type(prompt).__name__}")
+    if prompt and not prompt.strip():
+        raise ValueError("the prompt is only whitespace: give some text, or leave it out where the task has a default")
 
 
 def voice_style(voice: str | None) -> str:
@@ -86,6 +98,8 @@ def _options(spec: TaskSpec, given: dict) -> dict:
     for key in ("temperature", "cfg_scale"):
         if key in opts and (not isinstance(opts[key], (int, float)) or not 0 <= opts[key] < float("inf")):
             raise ValueError(f"{key} must be a finite number >= 0, got {opts[key]!r}")
+    if spec.sampler == "llada":
+        _check_blocks(opts)
     if "resolution" in opts and opts["resolution"] % image_out.DOWNSAMPLE:
         raise ValueError(f"resolution must be a multiple of {image_out.DOWNSAMPLE}, got {opts['resolution']}")
     opts.setdefault("seed", 0)
@@ -101,6 +115,16 @@ def _options(spec: TaskSpec, given: dict) -> dict:
     if "voice" in spec.options:
         opts["voice"] = voice_style(opts.get("voice"))
     return opts
+
+
+def _check_blocks(opts: dict) -> None:
+    """The block sampler's shape rules, in the names generate() takes."""
+    new, block, steps = opts["max_new_tokens"], opts["block_length"], opts["steps"]
+    if new % block:
+        raise ValueError(f"max_new_tokens ({new}) must be a multiple of block_length ({block})")
+    if steps % (new // block):
+        raise ValueError(f"steps ({steps}) must be a multiple of the number of blocks, max_new_tokens / block_length "
+                         f"= {new // block}")
 
 
 def _tokenizer(model, kind: str, given):
