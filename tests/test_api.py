@@ -125,6 +125,21 @@ def test_media_from_files_and_save(omni, tmp_path):
     assert rate == 22050 and data.shape == r.audio.shape
 
 
+def test_save_checks_the_path_in_one_line(tmp_path):
+    from dynin_rt.tasks.common import Result
+
+    speech = Result(task="t2s", audio=np.zeros(100, np.float32), sample_rate=22050)
+    with pytest.raises(FileNotFoundError, match=r"^cannot save to .*: the folder .* does not exist$"):
+        speech.save(tmp_path / "missing" / "a.wav")
+    with pytest.raises(ValueError, match=r"a speech result is saved as .wav, .flac or .ogg, not '.txt'"):
+        speech.save(tmp_path / "a.txt")
+    assert speech.save(tmp_path / "a.wav") == str(tmp_path / "a.wav")
+    from PIL import Image
+
+    with pytest.raises(ValueError, match="an image result"):
+        Result(task="t2i", image=Image.new("RGB", (4, 4))).save(tmp_path / "a.wav")
+
+
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [

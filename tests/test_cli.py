@@ -90,3 +90,51 @@ def test_demo_writes_every_tasks_output(tiny_omni, tmp_path):
         assert (out / name).stat().st_size > 0, name
     data, rate = soundfile.read(out / "t2s.wav")
     assert rate == 22050 and np.isfinite(data).all()
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("dynin-rt: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_out_is_checked_before_the_model_is_loaded(tmp_path, capsys):
+    # The model path does not exist: an error about --out proves it was checked first.
+    missing = str(tmp_path / "nope")
+    assert main(["generate", missing, "Hi", "--out", str(tmp_path / "no_dir" / "a.txt")]) == 2
+    assert "the folder" in _one_error_line(capsys)
+    assert main(["generate", missing, "Hi", "--output", "image", "--out", str(tmp_path / "a.wav")]) == 2
+    assert "an image result is saved as" in _one_error_line(capsys)
+    assert main(["generate", missing, "Hi", "--output", "speech", "--out", str(tmp_path / "a.png")]) == 2
+    assert "not '.png'" in _one_error_line(capsys)
+    assert main(["generate", missing, "Hi", "--out", str(tmp_path)]) == 2  # a folder, not a file
+    assert "it is a folder" in _one_error_line(capsys)
+    assert main(["generate", missing, "Hi", "--out", str(tmp_path / "a.txt")]) == 2  # now the model
+    assert missing in _one_error_line(capsys)
+
+
+def test_missing_media_tokenizer_names_the_checkpoint_and_the_option(tiny_ckpt, tmp_path, capsys):
+    assert main(["generate", tiny_ckpt, "A fox", "--output", "image", "--out", str(tmp_path / "a.png")]) == 2
+    err = _one_error_line(capsys)
+    assert tiny_ckpt in err and "--image-tokenizer" in err and "image_tokenizer=" not in err
+
+
+def test_any_failure_is_one_line_and_a_status(capsys, monkeypatch):
+    import argparse
+
+    from dynin_rt.cli import run
+
+    def boom(exc):
+        def func(args):
+            raise exc
+        return argparse.Namespace(func=func)
+
+    assert run(boom(RuntimeError("deep\ninside"))) == 1
+    assert "RuntimeError: deep inside (unexpected" in _one_error_line(capsys)
+    assert run(boom(KeyboardInterrupt())) == 130
+    assert _one_error_line(capsys) == "dynin-rt: interrupted\n"
+    assert run(boom(OSError("disk full"))) == 2
+    assert _one_error_line(capsys) == "dynin-rt: error: disk full\n"
+    monkeypatch.setenv("DYNIN_RT_TRACEBACK", "1")
+    with pytest.raises(RuntimeError):
+        run(boom(RuntimeError("shown")))
