@@ -1,6 +1,6 @@
 """dynin_rt.generate for all seven tasks: the runtime's output equals the reference pipeline's for
-the same seed (exact mode), streaming ends with the non-streamed result, bad input is a one-line
-error, and inputs are never modified."""
+the same seed (exact mode), streaming ends with the non-streamed tokens (and text), streamed speech
+is exactly the result's audio, bad input is a one-line error, and inputs are never modified."""
 import numpy as np
 import pytest
 import soundfile
@@ -70,14 +70,32 @@ def test_stream_ends_with_the_non_streamed_result(omni, task):
     if registry.get(task).stream is None:  # images: no partial results, only the final one
         assert len(parts) == 1
     elif task == "t2s":
-        assert np.array_equal(final.audio, whole.audio)
+        assert final.audio.dtype == np.float32 and final.sample_rate == whole.sample_rate
         if whole.tokens.size:
             assert sum(p.audio.size for p in parts[:-1]) > 0  # chunks came before the end
+        # The result holds exactly what was streamed (an incremental render, compared with the
+        # one-shot render in test_streamed_speech_is_the_result_audio).
+        assert np.array_equal(final.audio, np.concatenate([p.audio for p in parts[:-1]] or [np.zeros(0, np.float32)]))
     else:
         assert final.text == whole.text
         blocks = kw["max_new_tokens"] // kw["block_length"]
         assert len(parts) - 1 == blocks
         assert parts[-2].text == whole.text
+
+
+def test_streamed_speech_is_the_result_audio(omni, monkeypatch):
+    """A streamed t2s call vocodes once (through decode_stream, never decode) and its result's audio
+    is the joined chunks, bit for bit. 64 units in blocks of 16: enough for decode_stream to render
+    32 units before the last block arrives (it waits for 16 more as lookahead)."""
+    model, _ = omni
+    kw = dict(TASKS["t2s"], max_new_tokens=64, steps=32, block_length=16)
+    whole = model.generate(seed=7, progress=False, **kw)
+    monkeypatch.setattr(type(model.speech_tokenizer), "decode", lambda *a, **k: pytest.fail("streaming ran decode"))
+    parts = list(model.generate(seed=7, progress=False, stream=True, **kw))
+    final, chunks = parts[-1], [p.audio for p in parts[:-1]]
+    assert np.array_equal(final.tokens, whole.tokens) and whole.tokens.size == 64
+    assert len(chunks) > 1 and np.array_equal(final.audio, np.concatenate(chunks))
+    assert final.stats["seconds"]["decode"] > 0 and final.stats["forwards"] == whole.stats["forwards"]
 
 
 LONG_CHAT = dict(prompt="Tell a long story", max_new_tokens=32, steps=32, block_length=8)

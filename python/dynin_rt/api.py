@@ -205,7 +205,8 @@ def generate(
         Speech style, e.g. "female-neutral" or "male-happy-fast-high".
     stream : bool
         Yield partial Results per finished block (text so far, speech chunks), then the final Result,
-        which equals the non-streamed one.
+        with the non-streamed call's tokens. Speech is rendered once, incrementally: the final audio
+        is the joined chunks, near but not equal to a non-streamed call's one-shot render (README).
     progress : bool, optional
         A progress bar for work over about a second (default: when stderr is a terminal).
     image_tokenizer, speech_tokenizer : optional
@@ -265,7 +266,7 @@ def _stream(job: Job, show: bool) -> Iterator[Result]:
             raise Cancelled("generation cancelled")
         events.put(("block", block, canvas))
 
-    job = replace(job, opts=dict(job.opts, cancel=own), on_block=on_block)
+    job = replace(job, opts=dict(job.opts, cancel=own), on_block=on_block, streamed=job.spec.stream is not None)
 
     def worker():
         try:
@@ -295,12 +296,17 @@ def _stream(job: Job, show: bool) -> Iterator[Result]:
                 return
 
     try:
+        final = None
         if job.spec.stream is not None:
-            yield from job.spec.stream(job, blocks)
+            for result in job.spec.stream(job, blocks):
+                if not result.partial:  # the stream made the final result out of what it streamed
+                    final = result
+                    break
+                yield result
         else:
             for _ in blocks():
                 pass
-        yield blocks.final
+        yield final if final is not None else blocks.final
     finally:
         own.cancel()  # a no-op once the worker has finished
         thread.join()
