@@ -142,12 +142,13 @@ def _tokenizer(model, kind: str, given):
     return getter
 
 
-def _load_media(spec: TaskSpec, image, video, audio, sample_rate):
-    """The input the task reads (its spec's ``media``), loaded; None for a text-only task."""
+def _load_media(spec: TaskSpec, image, video, audio, sample_rate, frames=None):
+    """The input the task reads (its spec's ``media``), loaded; None for a text-only task. A video
+    file gives only the ``frames`` the task keeps."""
     if spec.media == "image":
         return media.load_image(image)
     if spec.media == "video":
-        return media.load_video(video)
+        return media.load_video(video, num_frames=frames)
     if spec.media == "audio":
         return media.load_audio(audio, sample_rate)
     return None
@@ -225,7 +226,8 @@ def generate(
     for kind in spec.tokenizers:
         opts[f"{kind}_tokenizer"] = _tokenizer(model, kind, given_tokenizers[kind])
     opts["cancel"] = cancel
-    job = Job(spec, Denoiser(model), prompt, opts, _load_media(spec, image, video, audio, sample_rate), Phases())
+    loaded = _load_media(spec, image, video, audio, sample_rate, opts.get("frames"))
+    job = Job(spec, Denoiser(model), prompt, opts, loaded, Phases())
     show = sys.stderr.isatty() if progress is None else bool(progress)
     if stream:
         return _stream(job, show)
