@@ -138,3 +138,27 @@ def test_any_failure_is_one_line_and_a_status(capsys, monkeypatch):
     monkeypatch.setenv("DYNIN_RT_TRACEBACK", "1")
     with pytest.raises(RuntimeError):
         run(boom(RuntimeError("shown")))
+
+
+def test_bench_unknown_task_is_one_line(capsys):
+    # Refused before any checkpoint is built or loaded (the model path does not exist).
+    assert main(["bench", "--model", "/nonexistent", "--task", "t2x"]) == 2
+    assert "unknown task 't2x'" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("kind", ["hf", "runtime"])
+def test_a_shard_of_random_bytes_is_one_line(tiny_ckpt, tmp_path, capsys, kind):
+    import shutil
+
+    if kind == "hf":
+        folder = shutil.copytree(tiny_ckpt, tmp_path / "ckpt")
+        shard = sorted(folder.glob("model-*.safetensors"))[0]
+    else:
+        folder = tmp_path / "exported"
+        assert main(["export", tiny_ckpt, str(folder), "--dtype", "fp32"]) == 0
+        capsys.readouterr()  # the export's progress bar
+        shard = folder / "weights.safetensors"
+    shard.write_bytes(np.random.default_rng(0).bytes(5000))
+    assert main(["generate", str(folder), "hi", "--out", str(tmp_path / "a.txt")]) == 2
+    err = _one_error_line(capsys)
+    assert err.startswith("dynin-rt: error:") and str(shard) in err
