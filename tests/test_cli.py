@@ -162,3 +162,22 @@ def test_a_shard_of_random_bytes_is_one_line(tiny_ckpt, tmp_path, capsys, kind):
     assert main(["generate", str(folder), "hi", "--out", str(tmp_path / "a.txt")]) == 2
     err = _one_error_line(capsys)
     assert err.startswith("dynin-rt: error:") and str(shard) in err
+
+
+def test_an_export_stands_alone(tiny_omni, tmp_path, capsys):
+    import shutil
+
+    source = shutil.copytree(tiny_omni, tmp_path / "source")
+    out = tmp_path / "exported"
+    assert main(["export", str(source), str(out), "--dtype", "fp32"]) == 0
+    assert "with magvitv2 and emova_speech_tokenizer_hf" in capsys.readouterr().out
+    shutil.rmtree(source)
+    img, wav = tmp_path / "a.png", tmp_path / "a.wav"
+    assert main(["generate", str(out), "A fox", "--output", "image", "--resolution", "64", "--steps", "2",
+                 "--out", str(img)]) == 0
+    assert main(["generate", str(out), "Hi", "--output", "speech", "--max-new-tokens", "8", "--steps", "8",
+                 "--block-length", "8", "--out", str(wav)]) == 0
+    assert Image.open(img).size == (64, 64) and soundfile.read(wav)[1] == 22050
+    bare = tmp_path / "bare"
+    assert main(["export", tiny_omni, str(bare), "--dtype", "fp32", "--no-media-tokenizers"]) == 0
+    assert not (bare / "magvitv2").exists() and not (bare / "emova_speech_tokenizer_hf").exists()
