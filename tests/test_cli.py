@@ -181,3 +181,26 @@ def test_an_export_stands_alone(tiny_omni, tmp_path, capsys):
     bare = tmp_path / "bare"
     assert main(["export", tiny_omni, str(bare), "--dtype", "fp32", "--no-media-tokenizers"]) == 0
     assert not (bare / "magvitv2").exists() and not (bare / "emova_speech_tokenizer_hf").exists()
+
+
+def test_cache_list_size_clear(tiny_ckpt, tmp_path, monkeypatch, capsys):
+    import dynin_rt
+
+    monkeypatch.setenv("DYNIN_RT_CACHE", str(tmp_path / "cache"))
+    assert main(["cache", "size"]) == 0
+    assert capsys.readouterr().out.startswith("0 B in 0 entries")
+    dynin_rt.load(tiny_ckpt, backend="cpu", dtype="fp32")
+    dynin_rt.load(tiny_ckpt, backend="cpu", dtype="bf16")
+    assert main(["cache", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("2 entries") and len(lines) == 3
+    assert {line.split()[5] for line in lines[1:]} == {"fp32", "bf16"} and all(tiny_ckpt in line for line in lines[1:])
+    key = lines[1].split()[0]
+    assert main(["cache", "clear", key]) == 0
+    assert capsys.readouterr().out.startswith("freed ")
+    assert main(["cache", "list"]) == 0
+    assert key not in capsys.readouterr().out
+    assert main(["cache", "clear", key]) == 2  # gone: one line naming the key
+    assert f"no cache entry '{key}'" in _one_error_line(capsys)
+    assert main(["cache", "clear"]) == 0 and main(["cache", "size"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("0 B in 0 entries")

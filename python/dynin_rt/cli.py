@@ -113,6 +113,45 @@ def _add_demo(sub) -> None:
     d.set_defaults(func=demo.command)
 
 
+def _add_cache(sub) -> None:
+    c = sub.add_parser("cache", help="the exports of HF checkpoints kept in $DYNIN_RT_CACHE: list, size, clear")
+    actions = c.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="one line per exported checkpoint")
+    actions.add_parser("size", help="bytes in the cache")
+    clear = actions.add_parser("clear", help="remove one entry or all (an export in progress is left alone)")
+    clear.add_argument("key", nargs="?", help="the entry to remove (see `dynin-rt cache list`); default all")
+    c.set_defaults(func=_cache)
+
+
+def _cache(args) -> int:
+    from . import export_cache
+
+    root = export_cache.cache_root()
+    if args.action == "clear":
+        keys = {e["key"] for e in export_cache.entries()}
+        if args.key is not None and args.key not in keys:
+            raise ValueError(f"no cache entry {args.key!r} in {root} (see `dynin-rt cache list`)")
+        print(f"freed {_size(export_cache.clear(args.key))} in {root}")
+        return 0
+    entries = export_cache.entries()
+    if args.action == "size":
+        print(f"{_size(sum(e['bytes'] for e in entries))} in {len(entries)} entries ({root})")
+        return 0
+    print(f"{root}: {len(entries)} entries")
+    for e in entries:
+        state = f"{e.get('dtype')}  {e.get('source')}" if e["complete"] else "incomplete (rebuilt on next use)"
+        print(f"{e['key']}  {_size(e['bytes']):>9}  {e['last_used']}  {state}")
+    return 0
+
+
+def _size(n: float) -> str:
+    units = ("B", "KiB", "MiB", "GiB")
+    i = 0
+    while n >= 1024 and i < len(units) - 1:
+        n, i = n / 1024, i + 1
+    return f"{n:.0f} B" if i == 0 else f"{n:.1f} {units[i]}"
+
+
 def _add_serve(sub) -> None:
     from .serve.cli import add_parser
 
@@ -122,7 +161,7 @@ def _add_serve(sub) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="dynin-rt", description="Dynin-Omni inference runtime")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_generate, _add_export, _add_bench, _add_demo, _add_serve):
+    for add in (_add_generate, _add_export, _add_bench, _add_demo, _add_cache, _add_serve):
         add(sub)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["export"]:
