@@ -1,6 +1,7 @@
 """Media limits and sampled video decoding (dynin_rt.media): inputs past a limit are refused from
 their size or headers with one line, before decoding; a video file gives only the sampled frames,
-the same ones a whole decode followed by the task's sampling gives. Costs about 3 s."""
+the same ones a whole decode followed by the task's sampling gives. Costs about 20 s (most of it
+the v2t run on the tiny checkpoint)."""
 import struct
 import zlib
 from fractions import Fraction
@@ -86,6 +87,11 @@ def test_oversize_videos_are_refused_before_decoding(tmp_path):
     with pytest.raises(ValueError) as e:
         load_video(_video(tmp_path / "v.mp4", 9), limits=MediaLimits(video_frames=8))
     _one_line(e, "9 frames", "over the limit of 8")
+    small = MediaLimits(video_decoded_bytes=4 * 64 * 48 * 3)  # room for 4 frames
+    assert load_video(tmp_path / "v.mp4", num_frames=4, limits=small).shape == (4, 48, 64, 3)
+    with pytest.raises(ValueError) as e:
+        load_video(tmp_path / "v.mp4", limits=small)  # all 9
+    _one_line(e, "its 9 frames would take", "pass fewer frames")
     huge = tmp_path / "huge.mp4"
     with open(huge, "wb") as f:
         f.truncate(3 * 2**30)  # sparse

@@ -24,7 +24,8 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 @dataclass(frozen=True)
 class MediaLimits:
     """The largest inputs accepted. bytes: file size; pixels: width x height of an image or of one
-    video frame; seconds: video and audio duration; video_frames: frames in a video."""
+    video frame; seconds: video and audio duration; video_frames: frames in a video;
+    video_decoded_bytes: the decoded frames kept from one video."""
 
     image_bytes: int = 100 * 2**20
     image_pixels: int = 64_000_000       # PIL itself warns above ~89 Mpx
@@ -32,6 +33,7 @@ class MediaLimits:
     video_pixels: int = 4096 * 2304      # 4K, per frame
     video_seconds: float = 600.0
     video_frames: int = 100_000
+    video_decoded_bytes: int = 4 * 2**30  # the RGB frames a call holds (all of them without num_frames)
     audio_bytes: int = 1 * 2**30
     audio_seconds: float = 600.0
 
@@ -120,6 +122,12 @@ def _decode_video(path: str, num_frames: int | None, limits: MediaLimits) -> np.
             total = sum(1 for packet in container.demux(stream) if packet.size)
         if total > limits.video_frames:
             raise ValueError(f"it has {total} frames, over the limit of {limits.video_frames}")
+        if total == 0:
+            raise ValueError("it has no frames")
+        held = (num_frames or total) * stream.codec_context.width * stream.codec_context.height * 3
+        if held > limits.video_decoded_bytes:
+            raise ValueError(f"its {num_frames or total} frames would take {held / 2**20:.0f} MiB decoded, over the "
+                             f"limit of {limits.video_decoded_bytes / 2**20:.0f} MiB; pass fewer frames")
         with av.open(path) as container:
             return _sampled_frames(container.decode(video=0), total, num_frames, limits)
     except (av.error.FFmpegError, IndexError) as exc:
@@ -144,14 +152,15 @@ def _sampled_frames(frames, total: int, num_frames: int | None, limits: MediaLim
     from .tokenizers.magvit.image import sample_frame_indices
 
     wanted = sample_frame_indices(total, num_frames) if num_frames else np.arange(total)
+    wanted_set = set(wanted.tolist())
     kept: dict[int, np.ndarray] = {}
-    last, index = None, -1
+    last = None
     for index, frame in enumerate(frames):
         if index > wanted[-1]:
             break
         # A frame's size can change mid-stream: check each one before converting it.
         _check_pixels("video frame", frame.width, frame.height, limits.video_pixels)
-        if index in wanted:
+        if index in wanted_set:
             kept[index] = last = frame.to_ndarray(format="rgb24")
     if last is None:
         raise ValueError("it has no frames")

@@ -57,7 +57,7 @@ def stream(job: Job, blocks: Callable[[], Iterator]) -> Iterator[Result]:
     """Audio chunks as the finished units of each block reach the vocoder's streaming decoder, then
     the final result, whose audio is the concatenation of the chunks (the vocoder runs once: run()
     skips it when streamed). The chunks come from an incremental render, which can differ from the
-    one-shot render of a non-streamed call (README, "Streaming")."""
+    one-shot render of a non-streamed call (README, "Using it")."""
     speech = job.opts["speech_tokenizer"]
     waited = [0.0]  # seconds spent waiting for the sampler's blocks, not decoding
 
