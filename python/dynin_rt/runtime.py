@@ -155,8 +155,8 @@ class Model:
                 path = self.image_tokenizer_dir if kind == "image" else self.speech_tokenizer_dir
                 if path is None:
                     raise ValueError(
-                        f"no {kind} tokenizer found in or beside {self.checkpoint_dir}: pass {kind}_tokenizer=DIR to dynin_rt.load "
-                        f"(the released {'snu-aidas/magvitv2' if kind == 'image' else 'emova_speech_tokenizer_hf'})"
+                        f"no {kind} tokenizer found in or beside {self.checkpoint_dir}: "
+                        f"pass {kind}_tokenizer=DIR to dynin_rt.load (the released {'snu-aidas/magvitv2' if kind == 'image' else 'emova_speech_tokenizer_hf'})"
                     )
                 cls = MagvitV2 if kind == "image" else EmovaSpeech
                 self._tokenizers[kind] = cls.from_pretrained(path, backend=self.tokenizer_backend)
