@@ -78,7 +78,8 @@ def run(out_dir: str, checkpoint: str | None = None, reference: bool = True, log
     t0 = time.perf_counter()
     ckpt = checkpoint or demo_checkpoint()
     log(f"dynin_rt demo: checkpoint {ckpt} ({time.perf_counter() - t0:.1f}s to prepare)")
-    os.environ.setdefault("DYNIN_RT_CACHE", os.path.join(private_dir(demo_dir()), "cache"))
+    if "DYNIN_RT_CACHE" not in os.environ:  # the demo's exports stay out of the user's cache
+        os.environ["DYNIN_RT_CACHE"] = os.path.join(private_dir(demo_dir()), "cache")
     model = load(ckpt, progress=False)
     ref = load_reference(model) if reference else None
     media_dir = os.path.join(out_dir, "inputs")
