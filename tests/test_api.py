@@ -1,6 +1,6 @@
 """dynin_rt.generate for all seven tasks: the runtime's output equals the reference pipeline's for
-the same seed (exact mode), streaming ends with the non-streamed result, bad input is a one-line
-error, and inputs are never modified."""
+the same seed (exact mode), streaming ends with the non-streamed tokens (and text), streamed speech
+is exactly the result's audio, bad input is a one-line error, and inputs are never modified."""
 import numpy as np
 import pytest
 import soundfile
@@ -37,13 +37,26 @@ def omni(tiny_omni, runtime_cache):
     return model, ref
 
 
+@pytest.fixture(scope="module")
+def ref_tokenizers(omni):
+    """The reference pipeline's own tokenizer objects, loaded apart from the runtime's, so that equal
+    images and audio follow from the pipelines, not from one object serving both sides."""
+    from dynin_rt.tokenizers.emova import EmovaSpeech
+    from dynin_rt.tokenizers.magvit import MagvitV2
+
+    model, _ = omni
+    image = MagvitV2.from_pretrained(model.image_tokenizer_dir, backend="torch")
+    speech = EmovaSpeech.from_pretrained(model.speech_tokenizer_dir, backend="torch")
+    assert image is not model.image_tokenizer and speech is not model.speech_tokenizer
+    return dict(image_tokenizer=image, speech_tokenizer=speech)
+
+
 @pytest.mark.parametrize("task", list(TASKS))
-def test_runtime_equals_reference_pipeline(omni, task):
+def test_runtime_equals_reference_pipeline(omni, ref_tokenizers, task):
     model, ref = omni
     kw = TASKS[task]
     got = dynin_rt.generate(model, seed=3, progress=False, **kw)
-    want = dynin_rt.generate(ref, seed=3, progress=False, image_tokenizer=model.image_tokenizer,
-                             speech_tokenizer=model.speech_tokenizer, **kw)
+    want = dynin_rt.generate(ref, seed=3, progress=False, **ref_tokenizers, **kw)
     assert got.task == want.task == task
     assert np.array_equal(got.tokens, want.tokens)
     output = registry.get(task).output
@@ -70,14 +83,32 @@ def test_stream_ends_with_the_non_streamed_result(omni, task):
     if registry.get(task).stream is None:  # images: no partial results, only the final one
         assert len(parts) == 1
     elif task == "t2s":
-        assert np.array_equal(final.audio, whole.audio)
+        assert final.audio.dtype == np.float32 and final.sample_rate == whole.sample_rate
         if whole.tokens.size:
             assert sum(p.audio.size for p in parts[:-1]) > 0  # chunks came before the end
+        # The result holds exactly what was streamed (an incremental render, compared with the
+        # one-shot render in test_streamed_speech_is_the_result_audio).
+        assert np.array_equal(final.audio, np.concatenate([p.audio for p in parts[:-1]] or [np.zeros(0, np.float32)]))
     else:
         assert final.text == whole.text
         blocks = kw["max_new_tokens"] // kw["block_length"]
         assert len(parts) - 1 == blocks
         assert parts[-2].text == whole.text
+
+
+def test_streamed_speech_is_the_result_audio(omni, monkeypatch):
+    """A streamed t2s call vocodes once (through decode_stream, never decode) and its result's audio
+    is the joined chunks, bit for bit. 64 units in blocks of 16: enough for decode_stream to render
+    32 units before the last block arrives (it waits for 16 more as lookahead)."""
+    model, _ = omni
+    kw = dict(TASKS["t2s"], max_new_tokens=64, steps=32, block_length=16)
+    whole = model.generate(seed=7, progress=False, **kw)
+    monkeypatch.setattr(type(model.speech_tokenizer), "decode", lambda *a, **k: pytest.fail("streaming ran decode"))
+    parts = list(model.generate(seed=7, progress=False, stream=True, **kw))
+    final, chunks = parts[-1], [p.audio for p in parts[:-1]]
+    assert np.array_equal(final.tokens, whole.tokens) and whole.tokens.size == 64
+    assert len(chunks) > 1 and np.array_equal(final.audio, np.concatenate(chunks))
+    assert final.stats["seconds"]["decode"] > 0 and final.stats["forwards"] == whole.stats["forwards"]
 
 
 LONG_CHAT = dict(prompt="Tell a long story", max_new_tokens=32, steps=32, block_length=8)
@@ -125,6 +156,21 @@ def test_media_from_files_and_save(omni, tmp_path):
     assert rate == 22050 and data.shape == r.audio.shape
 
 
+def test_save_checks_the_path_in_one_line(tmp_path):
+    from dynin_rt.tasks.common import Result
+
+    speech = Result(task="t2s", audio=np.zeros(100, np.float32), sample_rate=22050)
+    with pytest.raises(FileNotFoundError, match=r"^cannot save to .*: the folder .* does not exist$"):
+        speech.save(tmp_path / "missing" / "a.wav")
+    with pytest.raises(ValueError, match=r"a speech result is saved as .wav, .flac or .ogg, not '.txt'"):
+        speech.save(tmp_path / "a.txt")
+    assert speech.save(tmp_path / "a.wav") == str(tmp_path / "a.wav")
+    from PIL import Image
+
+    with pytest.raises(ValueError, match="an image result"):
+        Result(task="t2i", image=Image.new("RGB", (4, 4))).save(tmp_path / "a.wav")
+
+
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
@@ -142,7 +188,13 @@ def test_media_from_files_and_save(omni, tmp_path):
         (dict(prompt="x", threshold=0.5), ValueError, "mode='fast'"),
         (dict(prompt="x", audio=WAV), ValueError, "sample_rate="),
         (dict(prompt="x " * 3000, max_new_tokens=8, steps=8, block_length=8), ValueError, "exceeds the context"),
-        (dict(prompt="x", max_new_tokens=6, block_length=4, steps=2), ValueError, "not divisible"),
+        (dict(prompt="x", max_new_tokens=6, block_length=4, steps=2), ValueError,
+         r"max_new_tokens \(6\) must be a multiple of block_length \(4\)"),
+        (dict(prompt="x", max_new_tokens=16, block_length=4, steps=6), ValueError, "steps .6. must be a multiple"),
+        (dict(prompt=b"hello"), ValueError, "not bytes: decode it first"),
+        (dict(prompt=7), ValueError, "must be a str, not int"),
+        (dict(prompt=" \n\t "), ValueError, "only whitespace"),
+        (dict(prompt="  ", image=IMAGE), ValueError, "only whitespace"),
         (dict(prompt="x", frames=3), ValueError, "frames= does not apply"),
     ],
 )

@@ -33,6 +33,7 @@ def select_task(prompt, image, video, audio, output) -> str:
     impossible combinations are one-line errors naming the fix."""
     if output not in registry.outputs():
         raise ValueError(f"output must be one of {registry.outputs()}, not {output!r}")
+    _check_prompt(prompt)
     given = [name for name, v in (("image", image), ("video", video), ("audio", audio)) if v is not None]
     if len(given) > 1:
         raise ValueError(f"pass one of image=, video=, audio=, not {' and '.join(given)}")
@@ -48,6 +49,17 @@ def select_task(prompt, image, video, audio, output) -> str:
         hint = f" (or pass {', '.join(media_tasks)})" if media_tasks and medium is None else ""
         raise ValueError(f"{spec.title} needs a text prompt{hint}")
     return spec.name
+
+
+def _check_prompt(prompt) -> None:
+    if prompt is None:
+        return
+    if isinstance(prompt, (bytes, bytearray)):
+        raise ValueError("the prompt must be a str, not bytes: decode it first (prompt.decode('utf-8'))")
+    if not isinstance(prompt, str):
+        raise ValueError(f"the prompt must be a str, not {type(prompt).__name__}")
+    if prompt and not prompt.strip():
+        raise ValueError("the prompt is only whitespace: give some text, or leave it out where the task has a default")
 
 
 def voice_style(voice: str | None) -> str:
@@ -86,6 +98,8 @@ def _options(spec: TaskSpec, given: dict) -> dict:
     for key in ("temperature", "cfg_scale"):
         if key in opts and (not isinstance(opts[key], (int, float)) or not 0 <= opts[key] < float("inf")):
             raise ValueError(f"{key} must be a finite number >= 0, got {opts[key]!r}")
+    if spec.sampler == "llada":
+        _check_blocks(opts)
     if "resolution" in opts and opts["resolution"] % image_out.DOWNSAMPLE:
         raise ValueError(f"resolution must be a multiple of {image_out.DOWNSAMPLE}, got {opts['resolution']}")
     opts.setdefault("seed", 0)
@@ -103,6 +117,16 @@ def _options(spec: TaskSpec, given: dict) -> dict:
     return opts
 
 
+def _check_blocks(opts: dict) -> None:
+    """The block sampler's shape rules, in the names generate() takes."""
+    new, block, steps = opts["max_new_tokens"], opts["block_length"], opts["steps"]
+    if new % block:
+        raise ValueError(f"max_new_tokens ({new}) must be a multiple of block_length ({block})")
+    if steps % (new // block):
+        raise ValueError(f"steps ({steps}) must be a multiple of the number of blocks, max_new_tokens / block_length "
+                         f"= {new // block}")
+
+
 def _tokenizer(model, kind: str, given):
     """The image / speech tokenizer for a task: given (object or directory) or the model's own."""
     from .tokenizers import EmovaSpeech, MagvitV2
@@ -118,12 +142,13 @@ def _tokenizer(model, kind: str, given):
     return getter
 
 
-def _load_media(spec: TaskSpec, image, video, audio, sample_rate):
-    """The input the task reads (its spec's ``media``), loaded; None for a text-only task."""
+def _load_media(spec: TaskSpec, image, video, audio, sample_rate, frames=None):
+    """The input the task reads (its spec's ``media``), loaded; None for a text-only task. A video
+    file gives only the ``frames`` the task keeps."""
     if spec.media == "image":
         return media.load_image(image)
     if spec.media == "video":
-        return media.load_video(video)
+        return media.load_video(video, num_frames=frames)
     if spec.media == "audio":
         return media.load_audio(audio, sample_rate)
     return None
@@ -181,7 +206,8 @@ def generate(
         Speech style, e.g. "female-neutral" or "male-happy-fast-high".
     stream : bool
         Yield partial Results per finished block (text so far, speech chunks), then the final Result,
-        which equals the non-streamed one.
+        with the non-streamed call's tokens. Speech is rendered once, incrementally: the final audio
+        is the joined chunks, near but not equal to a non-streamed call's one-shot render (README).
     progress : bool, optional
         A progress bar for work over about a second (default: when stderr is a terminal).
     image_tokenizer, speech_tokenizer : optional
@@ -200,7 +226,8 @@ def generate(
     for kind in spec.tokenizers:
         opts[f"{kind}_tokenizer"] = _tokenizer(model, kind, given_tokenizers[kind])
     opts["cancel"] = cancel
-    job = Job(spec, Denoiser(model), prompt, opts, _load_media(spec, image, video, audio, sample_rate), Phases())
+    loaded = _load_media(spec, image, video, audio, sample_rate, opts.get("frames"))
+    job = Job(spec, Denoiser(model), prompt, opts, loaded, Phases())
     show = sys.stderr.isatty() if progress is None else bool(progress)
     if stream:
         return _stream(job, show)
@@ -241,7 +268,7 @@ def _stream(job: Job, show: bool) -> Iterator[Result]:
             raise Cancelled("generation cancelled")
         events.put(("block", block, canvas))
 
-    job = replace(job, opts=dict(job.opts, cancel=own), on_block=on_block)
+    job = replace(job, opts=dict(job.opts, cancel=own), on_block=on_block, streamed=job.spec.stream is not None)
 
     def worker():
         try:
@@ -274,12 +301,17 @@ def _stream(job: Job, show: bool) -> Iterator[Result]:
                 return
 
     try:
+        final = None
         if job.spec.stream is not None:
-            yield from job.spec.stream(job, blocks)
+            for result in job.spec.stream(job, blocks):
+                if not result.partial:  # the stream made the final result out of what it streamed
+                    final = result
+                    break
+                yield result
         else:
             for _ in blocks():
                 pass
-        yield blocks.final
+        yield final if final is not None else blocks.final
     finally:
         own.cancel()  # a no-op once the worker has finished
         thread.join()

@@ -190,11 +190,9 @@ def command(args) -> int:
     if args.model:
         model_dir = args.model
     else:
-        import tempfile
+        from .demo import demo_checkpoint
 
-        from .demo import build_checkpoint
-
-        model_dir = build_checkpoint(os.path.join(tempfile.gettempdir(), "dynin_rt_demo_checkpoint"))
+        model_dir = demo_checkpoint()
     model = load(model_dir, backend=args.backend, progress=False)
     reference = None if args.no_reference else load_reference(model)
     rows = run_all(model, tasks=specs, reference=reference, repeats=args.repeats, warmup=args.warmup,

@@ -6,9 +6,15 @@ next to the PyTorch reference on the same weights, and that both produce the sam
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import sys
 import tempfile
 import time
+
+# Bumped when the tiny checkpoint's contents change (testing/ writers), so an old one is not reused.
+DEMO_CHECKPOINT = "checkpoint-1"
+
 
 def build_checkpoint(directory: str) -> str:
     """The tiny backbone (release vocabulary and token layout) with small MAGVIT-v2 and EMOVA
@@ -22,6 +28,45 @@ def build_checkpoint(directory: str) -> str:
     return directory
 
 
+def demo_dir() -> str:
+    """The demo's own folder: $DYNIN_RT_DEMO_DIR, default ~/.cache/dynin_rt_demo."""
+    return os.environ.get("DYNIN_RT_DEMO_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "dynin_rt_demo")
+
+
+def private_dir(path: str) -> str:
+    """``path``, created 0700 when missing; a one-line error unless it is a real folder of this user
+    that nobody else can write (others could swap the checkpoint under a running demo)."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise PermissionError(f"{path} must be a folder of yours that others cannot write (the demo keeps its "
+                              "checkpoint there): remove it, or set DYNIN_RT_DEMO_DIR")
+    return path
+
+
+def demo_checkpoint() -> str:
+    """The tiny checkpoint, built once per user in :func:`demo_dir`: under a lock, into a temporary
+    folder renamed when complete, so demos running at once share one finished copy and none reads a
+    half-written one."""
+    from .export_cache import _locked
+
+    root = private_dir(demo_dir())
+    path = os.path.join(root, DEMO_CHECKPOINT)
+    if os.path.isdir(path):  # only ever renamed into place complete
+        return path
+    with _locked(path + ".lock"):
+        if os.path.isdir(path):  # another process built it while we waited
+            return path
+        tmp = tempfile.mkdtemp(prefix=f"{DEMO_CHECKPOINT}.tmp-", dir=root)
+        try:
+            build_checkpoint(tmp)
+            os.rename(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return path
+
+
 def run(out_dir: str, checkpoint: str | None = None, reference: bool = True, log=print, tasks=None) -> list[dict]:
     """Every registered task (or ``tasks``, names or specs) on the runtime and the reference; each
     result saved under its spec's ``output_file``. Returns the benchmark rows."""
@@ -31,9 +76,10 @@ def run(out_dir: str, checkpoint: str | None = None, reference: bool = True, log
 
     os.makedirs(out_dir, exist_ok=True)
     t0 = time.perf_counter()
-    ckpt = checkpoint or build_checkpoint(os.path.join(tempfile.gettempdir(), "dynin_rt_demo_checkpoint"))
+    ckpt = checkpoint or demo_checkpoint()
     log(f"dynin_rt demo: checkpoint {ckpt} ({time.perf_counter() - t0:.1f}s to prepare)")
-    os.environ.setdefault("DYNIN_RT_CACHE", os.path.join(tempfile.gettempdir(), "dynin_rt_demo_cache"))
+    if "DYNIN_RT_CACHE" not in os.environ:  # the demo's exports stay out of the user's cache
+        os.environ["DYNIN_RT_CACHE"] = os.path.join(private_dir(demo_dir()), "cache")
     model = load(ckpt, progress=False)
     ref = load_reference(model) if reference else None
     media_dir = os.path.join(out_dir, "inputs")

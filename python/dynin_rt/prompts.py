@@ -2,7 +2,8 @@
 
 Every function returns token ids (and, for the fixed-block templates, the keep-mask) exactly as the
 official validation scripts build them, so the reference and the runtime see identical canvases.
-Text enters through the checkpoint's tokenizer; every special id comes from :mod:`dynin_rt.tokens`.
+Text enters through the checkpoint's tokenizer, which encodes control strings typed in it as text;
+control ids are placed by the templates alone, and every one comes from :mod:`dynin_rt.tokens`.
 """
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import torch
 
 from .tokens import (
     BOS_ID,
+    END_HEADER_ID,
     EOI_ID,
     EOA_ID,
     EOS_ID,
+    EOT_ID,
     I2I_ID,
     IPAD_ID,
     MASK_ID,
@@ -23,6 +26,7 @@ from .tokens import (
     S2T_ID,
     SOA_ID,
     SOI_ID,
+    START_HEADER_ID,
     T2I_ID,
     T2S_ID,
     V2T_ID,
@@ -71,13 +75,13 @@ class Canvas:
         return Canvas(ids_t, mask_t)
 
 
-def chat(user_text: str) -> str:
-    """Dynin's single-newline chat wrapper of one user turn (no BOS)."""
-    return (
-        "<|start_header_id|>user<|end_header_id|>\n"
-        + user_text
-        + "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n"
-    )
+def chat(user_text: str) -> list[str | int]:
+    """Dynin's single-newline chat wrapper of one user turn (no BOS), as the pieces of
+    ``TextTokenizer.encode_template``:
+    ``<|start_header_id|>user<|end_header_id|>\n{user_text}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n``.
+    """
+    return [START_HEADER_ID, "user", END_HEADER_ID, "\n" + user_text, EOT_ID,
+            START_HEADER_ID, "assistant", END_HEADER_ID, "\n"]
 
 
 def think_suffix(prompt: str, think: bool | None) -> str:
@@ -89,12 +93,12 @@ def think_suffix(prompt: str, think: bool | None) -> str:
 def text_chat(tok: TextTokenizer, prompt: str, think: bool | None = None) -> Canvas:
     """BOS + chat(prompt), through the chat template of validation/generate.py (content trimmed)."""
     content = think_suffix(prompt, think).strip()
-    return Canvas.of(tok.encode(tok.bos_token + chat(content)))
+    return Canvas.of(tok.encode_template([tok.bos_token_id, *chat(content)]))
 
 
 def _mmu(task_id: int, media_ids: Sequence[int], tok: TextTokenizer, question: str) -> Canvas:
     # <task> <|soi|> media <|eoi|> <|sot|> tokenizer(chat(question))   (mmu_generate.py)
-    return Canvas.of([task_id, SOI_ID, *media_ids, EOI_ID, BOS_ID, *tok.encode(chat(question))])
+    return Canvas.of([task_id, SOI_ID, *media_ids, EOI_ID, BOS_ID, *tok.encode_template(chat(question))])
 
 
 def image_to_text(tok: TextTokenizer, layout: TokenLayout, image_codes: Sequence[int], question: str = DEFAULT_QUESTION) -> Canvas:
@@ -113,7 +117,7 @@ def speech_to_text(
     tok: TextTokenizer, layout: TokenLayout, units: Sequence[int], instruction: str = S2T_INSTRUCTIONS[0]
 ) -> Canvas:
     """<|s2t|> <|soa|> speech <|eoa|> tokenizer(chat(instruction))   (speech.py)."""
-    return Canvas.of([S2T_ID, SOA_ID, *layout.speech_ids(units), EOA_ID, *tok.encode(chat(instruction))])
+    return Canvas.of([S2T_ID, SOA_ID, *layout.speech_ids(units), EOA_ID, *tok.encode_template(chat(instruction))])
 
 
 def _text_block(ids: list[int], length: int) -> tuple[list[int], list[int]]:
@@ -175,7 +179,7 @@ def text_to_speech(
 
     No closing <|eoa|>: the model writes it (t2s_gen_prompt).
     """
-    text_ids = _with_bos(tok.encode(chat(f"{instruction}\n{text}")))
+    text_ids = _with_bos(tok.encode_template(chat(f"{instruction}\n{text}")))
     ids, mask = _text_block([T2S_ID, *text_ids, EOS_ID], max_text_len + 1)
     return Canvas.of(ids + [SOA_ID] + [MASK_ID] * num_units, mask + [1] * (num_units + 1))
 

@@ -18,7 +18,7 @@ from . import _native
 from .checkpoint import ModelConfig, parse_config
 from .errors import CheckpointError
 from .export.weights import MANIFEST, read_manifest
-from .export_cache import cached_export
+from .export_cache import cache_root, cached_export
 from .tokens import TextTokenizer, TokenLayout
 
 _C = _native._C
@@ -59,12 +59,11 @@ class GenerationStats:
 
 
 def _checkpoint_dtype(hf_dir: str) -> str:
-    from .checkpoint import weight_files
-    from safetensors import safe_open
+    from .checkpoint import _open_safetensors, weight_files
 
     files = weight_files(hf_dir)
     first = next(iter(files.items()))
-    with safe_open(first[1], framework="pt") as f:
+    with _open_safetensors(first[1]) as f:
         dt = f.get_slice(first[0]).get_dtype()
     return {"BF16": "bf16", "F16": "fp16"}.get(dt, "fp32")
 
@@ -126,6 +125,9 @@ class Model:
         )
         self._local = threading.local()
         roots = [directory] + ([manifest["source"]["path"]] if isinstance(manifest.get("source"), dict) else [])
+        # What the user loaded, for messages: the HF folder behind a cached export, else this folder.
+        cached = os.path.dirname(os.path.abspath(directory)) == os.path.abspath(cache_root())
+        self.checkpoint_dir = roots[-1] if cached else directory
         self.image_tokenizer_dir = image_tokenizer or _find_tokenizer(IMAGE_TOKENIZER_DIRS, roots)
         self.speech_tokenizer_dir = speech_tokenizer or _find_tokenizer(SPEECH_TOKENIZER_DIRS, roots)
         # On a GPU the tokenizers pick TensorRT / onnxruntime; on a CPU their PyTorch twins.
@@ -144,7 +146,7 @@ class Model:
         if self._tokenizer is None:
             from .errors import TokenizerMissingError
 
-            raise TokenizerMissingError("this model directory has no tokenizer.json: text-level calls need it")
+            raise TokenizerMissingError(f"{self.checkpoint_dir} has no tokenizer.json: text-level calls need it")
         return self._tokenizer
 
     def _load_tokenizer(self, kind: str):
@@ -155,8 +157,8 @@ class Model:
                 path = self.image_tokenizer_dir if kind == "image" else self.speech_tokenizer_dir
                 if path is None:
                     raise ValueError(
-                        f"no {kind} tokenizer found beside {self.directory}: pass {kind}_tokenizer=DIR to dynin_rt.load "
-                        f"(the released {'snu-aidas/magvitv2' if kind == 'image' else 'emova_speech_tokenizer_hf'})"
+                        f"no {kind} tokenizer found in or beside {self.checkpoint_dir}: "
+                        f"pass {kind}_tokenizer=DIR to dynin_rt.load (the released {'snu-aidas/magvitv2' if kind == 'image' else 'emova_speech_tokenizer_hf'})"
                     )
                 cls = MagvitV2 if kind == "image" else EmovaSpeech
                 self._tokenizers[kind] = cls.from_pretrained(path, backend=self.tokenizer_backend)

@@ -13,6 +13,8 @@ import threading
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+import numpy as np
+
 from .errors import CheckpointError, TokenizerMissingError
 
 # LLaDA tokenizer ids shared by LLaDA-8B, MMaDA-8B and Dynin-Omni (docs/token-layout.md, "Text tokenizer ids").
@@ -166,8 +168,12 @@ class TokenLayout:
 class TextTokenizer:
     """The HF ``tokenizer.json`` of a checkpoint, read with the ``tokenizers`` library.
 
-    ``encode(text)`` behaves as ``PreTrainedTokenizerFast.__call__(text).input_ids`` (post-processor
-    included); ``decode(ids)`` as ``decode(ids, skip_special_tokens=True)``.
+    Text is always text: ``encode(text)`` encodes every control string typed in it (``<|mdm_mask|>``,
+    ``<|eot_id|>``, ``<|soi|>``, any added token) as the ordinary text pieces of those characters, so
+    a user cannot forge template structure or the sampler's masks. Control ids enter only as ids,
+    through :meth:`encode_template`. For text without control strings both equal
+    ``PreTrainedTokenizerFast.__call__(text).input_ids`` (post-processor included); ``decode(ids)``
+    behaves as ``decode(ids, skip_special_tokens=True)``.
     """
 
     def __init__(self, directory: str):
@@ -179,6 +185,8 @@ class TextTokenizer:
         with open(path, encoding="utf-8") as f:
             self._json = f.read()
         self._tok = Tokenizer.from_str(self._json)
+        self._text_tok = _text_only(self._json)
+        self._control_ids = frozenset(self._tok.get_added_tokens_decoder())
         self.bos_token, self.eos_token = self._read_special_token_names(directory)
         self.bos_token_id = self._id_of(self.bos_token, BOS_ID)
         self.eos_token_id = self._id_of(self.eos_token, EOS_ID)
@@ -214,9 +222,40 @@ class TextTokenizer:
         return self._tok.get_vocab_size(with_added_tokens=True)
 
     def encode(self, text: str, add_special_tokens: bool = True, max_length: int | None = None) -> list[int]:
-        if max_length is None:
-            return list(self._tok.encode(text, add_special_tokens=add_special_tokens).ids)
-        return list(self._truncating_tokenizer(max_length).encode(text, add_special_tokens=add_special_tokens).ids)
+        """Text -> ids, every control string in it encoded as ordinary text.
+
+        add_special_tokens: run the tokenizer's post-processor; max_length: truncate as HF does (the
+        content trimmed so that content + post-processor specials fit).
+        """
+        return self.encode_template([text], add_special_tokens, max_length)
+
+    def encode_template(self, pieces: Sequence[str | int], add_special_tokens: bool = True,
+                        max_length: int | None = None) -> list[int]:
+        """A template -> ids: ``str`` pieces are text (control strings in them stay text), ``int``
+        pieces are control ids placed as they are; one post-processing over the whole.
+
+        The tokenizer splits its input at control tokens before anything else, so for texts without
+        control strings this equals the tokenizer's encoding of the joined string, provided the text
+        between two control ids is one piece (``"\n" + user_text``, not two).
+        """
+        from tokenizers import Encoding
+
+        parts = []
+        for piece in pieces:
+            if isinstance(piece, str):
+                parts.append(self._text_tok.encode(piece, add_special_tokens=False))
+            elif isinstance(piece, (int, np.integer)) and not isinstance(piece, bool):
+                parts.append(self._control(int(piece)))
+            else:
+                raise ValueError(f"text must be a str, not {type(piece).__name__}")
+        tok = self._tok if max_length is None else self._truncating_tokenizer(max_length)
+        return list(tok.post_process(Encoding.merge(parts), add_special_tokens=add_special_tokens).ids)
+
+    def _control(self, token_id: int):
+        """The one-token encoding of a control id (an added token of the tokenizer)."""
+        if token_id not in self._control_ids:
+            raise ValueError(f"id {token_id} is not a control token of this tokenizer")
+        return self._tok.encode(self._tok.id_to_token(token_id), add_special_tokens=False)
 
     def _truncating_tokenizer(self, max_length: int):
         # HF truncation trims the content so that content + post-processor specials fit max_length.
@@ -236,3 +275,19 @@ class TextTokenizer:
 
     def token_to_id(self, token: str) -> int | None:
         return self._tok.token_to_id(token)
+
+
+def _text_only(tokenizer_json: str):
+    """A copy of the tokenizer that matches no added token, so their strings encode as text.
+
+    ``encode_special_tokens`` skips only the added tokens marked special; every one is marked so here
+    (the copy only encodes, so the flag changes nothing else).
+    """
+    from tokenizers import Tokenizer
+
+    data = json.loads(tokenizer_json)
+    for token in data.get("added_tokens", []):
+        token["special"] = True
+    tok = Tokenizer.from_str(json.dumps(data))
+    tok.encode_special_tokens = True
+    return tok

@@ -129,7 +129,11 @@ def test_incremental_stream(sp):
     stream = sp.decode_stream(feed(), seed=4, chunk_units=8, lookahead_units=4, first_chunk_frames=4)
     first = next(stream)
     assert first.size == 4 * 256 and sum(seen) < units.size
-    assert sum(c.size for c in stream) + first.size > 0
+    rest = list(stream)
+    # Every unit got a duration, and the chunks are exactly the rendered frames, no gap, no overlap.
+    durations = sp.last_stream.durations
+    assert len(durations) == units.size and len(rest) >= 2
+    assert first.size + sum(c.size for c in rest) == sp.hop_length * sum(durations)
 
 
 def test_encode_units(sp):

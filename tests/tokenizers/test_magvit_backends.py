@@ -2,6 +2,8 @@
 import sys
 
 import numpy as np
+import onnx  # required by the package (pyproject): a missing one is a failure, not a skip
+import onnxruntime as ort
 import pytest
 
 from dynin_rt.tokenizers import backends
@@ -47,7 +49,6 @@ def test_tensorrt_probe_names_the_missing_piece(monkeypatch):
 
 
 def test_onnx_providers_need_a_gpu_for_cuda(monkeypatch):
-    ort = pytest.importorskip("onnxruntime")
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setattr(backends, "_cuda_available", lambda: False)
     assert backends.onnx_providers() == ["CPUExecutionProvider"]
@@ -56,8 +57,6 @@ def test_onnx_providers_need_a_gpu_for_cuda(monkeypatch):
 
 
 def test_onnx_runner_runs_a_hand_built_graph(tmp_path):
-    onnx = pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
     from onnx import TensorProto, helper
 
     # y = a + b, z = a * b over a dynamic leading axis.
@@ -82,7 +81,6 @@ def test_onnx_runner_runs_a_hand_built_graph(tmp_path):
 
 
 def test_onnx_runner_missing_file(tmp_path):
-    pytest.importorskip("onnxruntime")
     with pytest.raises(FileNotFoundError, match="nope.onnx"):
         OnnxRunner(tmp_path / "nope.onnx")
 

@@ -9,6 +9,7 @@ tokenizers/emova/onnx_export.py) and the TensorRT engine builder (tokenizers/ten
 from __future__ import annotations
 
 import argparse
+import os
 
 ONNX_PRECISIONS = ("fp32", "fp16", "bf16")
 
@@ -16,8 +17,10 @@ ONNX_PRECISIONS = ("fp32", "fp16", "bf16")
 def _weights(args) -> int:
     from .weights import export_weights
 
-    out = export_weights(args.hf_dir, args.out_dir, dtype=args.dtype, progress=True)
-    print(f"exported {args.hf_dir} -> {out} ({args.dtype})")
+    media = None if args.no_media_tokenizers else {"image": args.image_tokenizer, "speech": args.speech_tokenizer}
+    out = export_weights(args.hf_dir, args.out_dir, dtype=args.dtype, progress=True, media_tokenizers=media)
+    copied = [name for name in ("magvitv2", "emova_speech_tokenizer_hf") if os.path.isdir(os.path.join(out, name))]
+    print(f"exported {args.hf_dir} -> {out} ({args.dtype}{', with ' + ' and '.join(copied) if copied else ''})")
     return 0
 
 
@@ -69,6 +72,12 @@ def _weights_args(w: argparse.ArgumentParser) -> None:
     w.add_argument("hf_dir")
     w.add_argument("out_dir")
     w.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="bf16")
+    w.add_argument("--image-tokenizer", dest="image_tokenizer",
+                   help="MAGVIT-v2 folder to copy in (default: the one in or beside HF_DIR)")
+    w.add_argument("--speech-tokenizer", dest="speech_tokenizer",
+                   help="EMOVA folder to copy in (default: the one in or beside HF_DIR)")
+    w.add_argument("--no-media-tokenizers", dest="no_media_tokenizers", action="store_true",
+                   help="do not copy the image and speech tokenizers (the export then needs them passed at load)")
     w.set_defaults(func=_weights)
 
 

@@ -3,7 +3,9 @@
 The runtime layout fuses what each layer multiplies together, so the runtime never concatenates at
 load time: ``wqkv = [q_proj; k_proj; v_proj]`` and ``w_gate_up = [ff_proj; up_proj]`` (rows).
 Tensors are streamed one layer at a time, so exporting the 8B model needs no more memory than a
-layer. The tokenizer files are copied so the exported directory is self-contained.
+layer. The tokenizer files are copied so the exported directory is self-contained; with
+``media_tokenizers`` (``dynin-rt export`` does it) so are the MAGVIT-v2 and EMOVA folders found in or
+beside the checkpoint, so the export runs every task once its source is gone.
 """
 from __future__ import annotations
 
@@ -143,6 +145,7 @@ def export_weights(
     dtype: str = "bf16",
     text_vocab_size: int | None = None,
     progress: bool | None = None,
+    media_tokenizers: dict | None = None,
 ) -> str:
     """Write the runtime format of the HF checkpoint ``hf_dir`` into ``out_dir``; returns out_dir.
 
@@ -154,6 +157,10 @@ def export_weights(
         L for a checkpoint without tokenizer files (otherwise len(tokenizer)).
     progress : bool, optional
         Show a progress bar (default: when stderr is a terminal).
+    media_tokenizers : dict, optional
+        ``{"image": DIR or None, "speech": DIR or None}``: copy these tokenizer folders into the
+        export under their released names (None: the one found in or beside ``hf_dir``, if any).
+        Without it (the export cache) the runtime finds them beside the source checkpoint.
     """
     import torch
 
@@ -171,6 +178,8 @@ def export_weights(
         src = os.path.join(hf_dir, file_name)
         if os.path.isfile(src):
             shutil.copyfile(src, os.path.join(out_dir, file_name))
+    if media_tokenizers is not None:
+        copy_media_tokenizers(hf_dir, out_dir, media_tokenizers)
     with CheckpointReader(hf_dir, cfg) as reader:
 
         def fused(name):
@@ -179,6 +188,26 @@ def export_weights(
 
         return write_runtime_weights(out_dir, cfg, layout, dtype, fused,
                                      source={"path": os.path.abspath(hf_dir), "model_type": cfg.model_type}, progress=show)
+
+
+def copy_media_tokenizers(hf_dir: str, out_dir: str, given: dict) -> dict:
+    """Copy the image and speech tokenizer folders into ``out_dir`` as ``magvitv2/`` and
+    ``emova_speech_tokenizer_hf/`` (the names the runtime looks for); returns kind -> copied path."""
+    from ..runtime import IMAGE_TOKENIZER_DIRS, SPEECH_TOKENIZER_DIRS, _find_tokenizer
+
+    copied = {}
+    for kind, names in (("image", IMAGE_TOKENIZER_DIRS), ("speech", SPEECH_TOKENIZER_DIRS)):
+        src = given.get(kind) or _find_tokenizer(names, [hf_dir])
+        if src is None:
+            continue
+        src = os.fspath(src)
+        if not os.path.isfile(os.path.join(src, "config.json")):
+            raise ValueError(f"{src} is not a {kind} tokenizer folder (it has no config.json)")
+        dst = os.path.join(out_dir, names[0])
+        if os.path.abspath(src) != os.path.abspath(dst):
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        copied[kind] = dst
+    return copied
 
 
 def read_manifest(directory: str) -> dict:

@@ -11,6 +11,44 @@ import numpy as np
 
 from ..noise import CounterNoise
 
+TEXT_SUFFIXES = ("", ".txt", ".md")
+SPEECH_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+def _image_suffixes() -> tuple[str, ...]:
+    from PIL import Image
+
+    return tuple(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.SAVE)
+
+
+def output_kind(file_name: str) -> str:
+    """"text", "image" or "speech": what a result saved under this name holds (by its suffix)."""
+    ext = os.path.splitext(file_name)[1].lower()
+    if ext in TEXT_SUFFIXES:
+        return "text"
+    return "speech" if ext in SPEECH_SUFFIXES else "image"
+
+
+def check_save_path(path: str | os.PathLike, kind: str) -> str:
+    """The path, if :meth:`Result.save` can write a ``kind`` result there; else a one-line error
+    (a suffix that does not fit, a folder that does not exist or cannot be written), so that callers
+    can check before the generation rather than after it."""
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    allowed = {"text": TEXT_SUFFIXES, "speech": SPEECH_SUFFIXES}.get(kind) or _image_suffixes()
+    if ext not in allowed:
+        shown = {"text": ".txt or .md", "speech": ".wav, .flac or .ogg"}.get(kind, ".png, .jpg, .webp, ...")
+        got = repr(ext) if ext else "a name without suffix"
+        raise ValueError(f"{'an' if kind == 'image' else 'a'} {kind} result is saved as {shown}, not {got} ({path})")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot save to {path}: the folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot save to {path}: it is a folder; give a file name")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"cannot save to {path}: the folder {folder} is not writable")
+    return path
+
 
 @dataclass
 class Result:
@@ -34,25 +72,19 @@ class Result:
 
     def save(self, path: str | os.PathLike) -> str:
         """Write the result: .txt for text, an image format (.png, .jpg, ...) for images, .wav / .flac
-        for speech. Returns the path."""
-        path = os.fspath(path)
-        ext = os.path.splitext(path)[1].lower()
+        / .ogg for speech, into an existing folder (see :func:`check_save_path`). Returns the path."""
         if self.text is not None:
-            if ext not in ("", ".txt", ".md"):
-                raise ValueError(f"a text result is saved as .txt, not {ext!r}")
-            with open(path, "w", encoding="utf-8") as f:
+            with open(check_save_path(path, "text"), "w", encoding="utf-8") as f:
                 f.write(self.text)
         elif self.image is not None:
-            self.image.save(path)
+            self.image.save(check_save_path(path, "image"))
         elif self.audio is not None:
             import soundfile
 
-            if ext not in (".wav", ".flac", ".ogg"):
-                raise ValueError(f"speech is saved as .wav, .flac or .ogg, not {ext!r}")
-            soundfile.write(path, self.audio, self.sample_rate)
+            soundfile.write(check_save_path(path, "speech"), self.audio, self.sample_rate)
         else:
             raise ValueError("this result holds nothing to save")
-        return path
+        return os.fspath(path)
 
 
 class Phases:

@@ -41,7 +41,8 @@ class TaskSpec:
     modes: "exact" and, where the sampler has KV reuse and threshold decoding, "fast".
     run: ``run(job) -> Result`` (``job`` is a :class:`Job`).
     stream: ``stream(job, blocks) -> Iterator[Result]`` turning finished blocks into partial results
-        (text so far, speech chunks); None when the task has none (images).
+        (text so far, speech chunks), optionally ending with the final result when it is made of what
+        was streamed (speech); None when the task has none (images).
     bench: the quick settings of ``dynin-rt bench`` and the demo (small enough for a CPU reference).
     bench_prompt: the prompt the benchmarks and the demo use (None: the task's default).
     output_file: the file the demo writes its result to.
@@ -94,6 +95,8 @@ class Job:
     checked options (defaults filled in, tokenizers under ``image_tokenizer`` / ``speech_tokenizer``,
     ``cancel``). media: the loaded input (image [H, W, 3], frames [T, H, W, 3], (samples, rate)) or
     None. phases: the per-phase timer. on_block(block, canvas): called after each finished block.
+    streamed: the task's stream function renders the output as it goes (``generate(stream=True)``),
+    so run leaves out what it would render again (the vocoder of t2s).
     """
 
     spec: TaskSpec
@@ -103,6 +106,7 @@ class Job:
     media: object = None
     phases: object = None
     on_block: Callable | None = None
+    streamed: bool = False
 
 
 _TASKS: dict[str, TaskSpec] = {}

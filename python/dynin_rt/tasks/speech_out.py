@@ -1,6 +1,9 @@
 """Text to speech (t2s): the speech-unit sampler, then the EMOVA vocoder."""
 from __future__ import annotations
 
+import itertools
+import time
+from dataclasses import replace
 from typing import Callable, Iterator
 
 import numpy as np
@@ -39,23 +42,35 @@ def run(job: Job) -> Result:
                                threshold=opts["threshold"], seed=opts["seed"])
         units = denoiser.speech(canvas, params, job.on_block, opts.get("cancel"))  # [n]
     speech = opts["speech_tokenizer"]
-    with phases("decode"):
-        if units.size == 0:
-            audio = np.zeros(0, np.float32)
-        else:
-            audio = speech.decode(units, style=opts["voice"], seed=opts["seed"])
+    audio = None  # streamed: stream() makes the audio out of its chunks
+    if not job.streamed:
+        with phases("decode"):
+            if units.size == 0:
+                audio = np.zeros(0, np.float32)
+            else:
+                audio = speech.decode(units, style=opts["voice"], seed=opts["seed"])
     return Result(task=job.spec.name, audio=audio, sample_rate=speech.sample_rate, tokens=units,
                   stats=make_stats(phases, denoiser.stats(), opts["max_new_tokens"]))
 
 
 def stream(job: Job, blocks: Callable[[], Iterator]) -> Iterator[Result]:
-    """Audio chunks as the finished units of each block reach the vocoder's streaming decoder."""
+    """Audio chunks as the finished units of each block reach the vocoder's streaming decoder, then
+    the final result, whose audio is the concatenation of the chunks (the vocoder runs once: run()
+    skips it when streamed). The chunks come from an incremental render, which can differ from the
+    one-shot render of a non-streamed call (README, "Using it")."""
     speech = job.opts["speech_tokenizer"]
+    waited = [0.0]  # seconds spent waiting for the sampler's blocks, not decoding
 
     def unit_blocks():
         sent, start = 0, None
-        for _, canvas in blocks():
-            row = canvas[0]
+        source = blocks()
+        while True:
+            t0 = time.perf_counter()
+            block = next(source, None)
+            waited[0] += time.perf_counter() - t0
+            if block is None:
+                return
+            row = block[1][0]
             if start is None:
                 start = int(np.flatnonzero(row == SOA_ID)[-1]) + 1  # the speech region follows <|soa|>
             units = units_in(row, start, job.denoiser.layout)
@@ -63,8 +78,24 @@ def stream(job: Job, blocks: Callable[[], Iterator]) -> Iterator[Result]:
                 yield units[sent:]
                 sent = units.size
 
-    for chunk in speech.decode_stream(unit_blocks(), style=job.opts["voice"], seed=job.opts["seed"]):
-        yield Result(task=job.spec.name, audio=chunk, delta=chunk, sample_rate=speech.sample_rate, partial=True)
+    pieces = unit_blocks()
+    first = next(pieces, None)
+    chunks, decode_s = [], 0.0
+    if first is not None:  # no units at all: no audio, as in run()
+        rendered = speech.decode_stream(itertools.chain([first], pieces), style=job.opts["voice"],
+                                        seed=job.opts["seed"])
+        while True:
+            t0, w0 = time.perf_counter(), waited[0]
+            chunk = next(rendered, None)
+            decode_s += time.perf_counter() - t0 - (waited[0] - w0)
+            if chunk is None:
+                break
+            chunks.append(chunk)
+            yield Result(task=job.spec.name, audio=chunk, delta=chunk, sample_rate=speech.sample_rate, partial=True)
+    final = blocks.final  # the worker's result (units, stats), set once blocks() is exhausted
+    stats = dict(final.stats, seconds=dict(final.stats.get("seconds", {}), decode=round(decode_s, 4)))
+    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    yield replace(final, audio=audio, stats=stats)
 
 
 # Official defaults: docs/samplers.md, "Official defaults per task".

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -334,7 +335,9 @@ class TensorRTRunner:
     Each call picks the optimization profile whose opt shapes equal the inputs' shapes, else the
     first whose [min, max] range holds them; one execution context per profile is created on first
     use. Runs on torch's current CUDA stream, so results are ordered with surrounding torch work; a
-    numpy call synchronizes before returning. Not safe to call from two threads at once.
+    numpy call synchronizes before returning. Safe to call from several threads: an execution context
+    holds its shapes, bindings and activation memory, so calls take turns (a lock), and a call on
+    another CUDA stream waits on the GPU for the previous call's work before reusing the context.
     """
 
     def __init__(self, engine_path, device: int = 0):
@@ -366,6 +369,8 @@ class TensorRTRunner:
             for p in range(self.engine.num_optimization_profiles)
         ]
         self._contexts = {}
+        self._lock = threading.Lock()
+        self._last_done = None  # a CUDA event after the last enqueued run
 
     def _profile_for(self, shapes: dict[str, tuple]) -> int:
         def holds(prof):
@@ -416,7 +421,7 @@ class TensorRTRunner:
         import torch
 
         # TensorRT enqueues on the current CUDA device; make it the engine's one.
-        with torch.cuda.device(self.device):
+        with self._lock, torch.cuda.device(self.device):
             return self._run(inputs)
 
     def _run(self, inputs: dict) -> dict:
@@ -445,8 +450,12 @@ class TensorRTRunner:
             out = torch.empty(tuple(ctx.get_tensor_shape(name)), dtype=self._output_dtypes[name], device=self.device)
             outputs[name] = out
             ctx.set_tensor_address(name, out.data_ptr())
+        if self._last_done is not None:
+            stream.wait_event(self._last_done)  # a no-op on the same stream; else orders the reuse
         if not ctx.execute_async_v3(stream.cuda_stream):
             raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log above)")
+        self._last_done = torch.cuda.Event()
+        self._last_done.record(stream)
         if as_numpy:
             stream.synchronize()
             return {k: v.cpu().numpy() for k, v in outputs.items()}
