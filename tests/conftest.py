@@ -43,3 +43,15 @@ def tiny_omni(tmp_path_factory):
     write_magvit(d / "magvitv2", ch=32)
     write_emova(d / "emova_speech_tokenizer_hf", small=True)
     return str(d)
+
+
+def pytest_collection_finish(session):
+    """The emulated CUDA build (tests/variant_build.py) takes minutes: when a test that needs it was
+    collected, start it now, so that it compiles beside the tests that run before that one."""
+    if session.config.option.collectonly:
+        return
+    if any(item.path.name in ("test_cuda_emulated.py", "test_sanitizers.py") for item in session.items):
+        import variant_build
+
+        if variant_build.cannot_build() is None:
+            variant_build.start_emulated_build()
