@@ -13,6 +13,7 @@ from dynin_rt import _C, prompts
 from dynin_rt.noise import CounterNoise
 
 from cuda_available import cuda_skip_reason
+from pipeline_check import assert_task_equals_reference, separate_tokenizers
 
 REASON = cuda_skip_reason()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
@@ -42,7 +43,8 @@ def cuda_model(tiny_ckpt, runtime_cache):
 def omni(tiny_omni, runtime_cache):
     from dynin_rt.reference import DyninOmni
 
-    return dynin_rt.load(tiny_omni, backend="cuda", tokenizer_backend="torch"), DyninOmni.from_pretrained(tiny_omni)
+    model = dynin_rt.load(tiny_omni, backend="cuda", tokenizer_backend="torch")
+    return model, DyninOmni.from_pretrained(tiny_omni), separate_tokenizers(model)
 
 
 def ids_of(ref, text="hello there, how are you?"):
@@ -70,19 +72,7 @@ def test_logits_bf16(tiny_ckpt, tiny_reference, runtime_cache):
 
 @pytest.mark.parametrize("task", list(TASKS))
 def test_every_task_equals_the_reference_pipeline(omni, task):
-    model, ref = omni
-    kw = TASKS[task]
-    got = dynin_rt.generate(model, seed=3, progress=False, **kw)
-    want = dynin_rt.generate(ref, seed=3, progress=False, image_tokenizer=model.image_tokenizer,
-                             speech_tokenizer=model.speech_tokenizer, **kw)
-    assert got.task == want.task == task
-    assert np.array_equal(got.tokens, want.tokens)
-    if task in ("t2i", "i2i"):
-        assert np.array_equal(np.asarray(got.image), np.asarray(want.image))
-    elif task == "t2s":
-        assert np.array_equal(got.audio, want.audio)
-    else:
-        assert got.text == want.text
+    assert_task_equals_reference(*omni, task, TASKS[task])
 
 
 @pytest.mark.parametrize("kwargs", [dict(), dict(cfg_scale=1.5), dict(temperature=1.0), dict(remasking="random")],
