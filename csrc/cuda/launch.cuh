@@ -12,7 +12,7 @@ namespace cuda {
 
 template <typename... P, typename... A>
 void launch(Context& c, const char* name, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, A&&... args) {
-    ++c.counters.kernel_launches;
+    c.count_launch();
 #if DYNIN_RT_CUDA_EMULATED
     emu::launch(name, kernel, grid, block, smem, c.stream, std::forward<A>(args)...);
 #else
