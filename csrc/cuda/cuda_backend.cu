@@ -135,6 +135,7 @@ class CudaBackend final : public Backend {
         gemm_.reset();
         try {
             ctx_.sampler.release(ctx_);
+            ctx_.attention.release(ctx_);
             ctx_.staging.release(ctx_);
         } catch (const std::exception&) {  // a faulted device: nothing more to release
         }

@@ -68,7 +68,9 @@ struct Context {
     BackendCounters counters;        // launches, host waits, allocations (Backend::counters)
     Scratch sampler;                 // the fused steps' per-candidate values
     Staging staging;                 // pinned uploads (copy_to_device, the MaskGIT keep counts)
-    bool attention_smem_set = false;  // cudaFuncSetAttribute is called once (attention.cu)
+    Scratch attention;               // split-KV partial results (attention.cu)
+    unsigned attention_smem_set = 0;  // bit kCols: cudaFuncSetAttribute done for that kernel (attention.cu)
+    int sm_count = 0;                // multiprocessors, read at the first attention
     bool capturing = false;          // a step is being recorded: its kernels are launched by the graph
     uint64_t scratch_generation = 0;  // bumped when any Scratch moves (recorded graphs hold its address)
 

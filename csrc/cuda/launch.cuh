@@ -34,3 +34,11 @@ void launch(Context& c, const char* name, void (*kernel)(P...), dim3 grid, dim3 
 #else
 #define DYNIN_RT_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
 #endif
+
+// Unrolls the next loop under nvcc (a loop over a compile-time count whose array indices must be
+// constants to stay in registers); the host compiler of the emulated build does not know the pragma.
+#if DYNIN_RT_CUDA_EMULATED
+#define DYNIN_RT_UNROLL
+#else
+#define DYNIN_RT_UNROLL _Pragma("unroll")
+#endif
