@@ -70,6 +70,17 @@ class Ops {
         return d;
     }
 
+    // Uploads every array (one Backend::copy_to_device each, nothing waited for in between), then reads
+    // them back: more uploads than the CUDA backend's staging ring holds must reuse it only as its
+    // earlier copies complete.
+    std::vector<py::array_t<float>> roundtrip(const std::vector<Arr<float>>& arrays) {
+        std::vector<DeviceBuffer> on_device;
+        for (const Arr<float>& a : arrays) on_device.push_back(upload(be_.get(), a));
+        std::vector<py::array_t<float>> back;
+        for (size_t i = 0; i < arrays.size(); ++i) back.push_back(download<float>(be_.get(), on_device[i], {static_cast<py::ssize_t>(arrays[i].size())}));
+        return back;
+    }
+
     // Whether the backend keeps a packed copy of a weight matrix of this dtype (Backend::pack_weights).
     bool packs(const std::string& dtype) {
         const DType t = parse_weight_dtype(dtype);
@@ -404,6 +415,7 @@ void bind_ops(py::module_& m) {
         .def("caps", &Ops::caps)
         .def("counters", &Ops::counters)
         .def("packs", &Ops::packs, py::arg("dtype"))
+        .def("roundtrip", &Ops::roundtrip, py::arg("arrays"))
         .def("gemm_columns", &Ops::gemm_columns, py::arg("x"), py::arg("w"), py::arg("columns"), py::arg("dtype") = "fp32")
         .def("embed", &Ops::embed, py::arg("table"), py::arg("ids"), py::arg("dtype") = "fp32")
         .def("copy_rows", &Ops::copy_rows, py::arg("src"), py::arg("src_rows"), py::arg("dst"), py::arg("dst_rows"), py::arg("width"))

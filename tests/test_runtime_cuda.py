@@ -144,3 +144,87 @@ def test_device_allocations_do_not_grow_with_the_steps(cuda_model, tiny_referenc
         return after["mallocs"] - before["mallocs"], after["frees"] - before["frees"]
 
     assert allocations(4) == allocations(16)
+
+
+# --- recorded steps (CUDA graphs) and the device-resident loop -----------------------------------
+# Three ways to run the same call: graphs replaying the recorded step, the same per-block plans
+# enqueued op by op, and plans rebuilt from the canvas before every step.
+WAYS = [("block", True), ("block", False), ("step", False)]
+
+
+def three_ways(model, call):
+    out = []
+    for plans, graphs in WAYS:
+        model.plans, model.graphs = plans, graphs
+        try:
+            out.append((call(), model.last_stats))
+        finally:
+            model.plans, model.graphs = "auto", True
+    return out
+
+
+def assert_same_and_replayed(runs, tokens=lambda r: r):
+    (got, stats), *others = runs
+    for other, other_stats in others:
+        assert np.array_equal(tokens(got), tokens(other))
+        assert other_stats.committed_per_step == stats.committed_per_step
+        assert other_stats.device["graph_replays"] == 0
+    assert stats.device["graph_replays"] > 0  # the graphs did run
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(), dict(temperature=1.0, cfg_scale=1.5), dict(remasking="random"), dict(cache="dual"),
+     dict(mode="fast", cache="prefix", threshold=0.5), dict(mode="fast", factor=1.0)],
+    ids=["greedy", "gumbel_cfg", "random_remasking", "dual_cache", "fast_prefix_cache", "fast_factor"],
+)
+def test_text_tokens_with_and_without_graphs(cuda_model, tiny_reference, kwargs):
+    ids = ids_of(tiny_reference).numpy()
+    assert_same_and_replayed(three_ways(cuda_model, lambda: cuda_model.generate_text(
+        ids, gen_length=8, steps=4, block_length=8, seed=2, **kwargs)))
+
+
+def test_image_tokens_with_and_without_graphs(cuda_model, tiny_reference):
+    c = prompts.text_to_image(tiny_reference.tokenizer, "a red fox", num_image_tokens=16)
+    u = prompts.text_to_image(tiny_reference.tokenizer, "", num_image_tokens=16)
+    assert_same_and_replayed(three_ways(cuda_model, lambda: cuda_model.generate_image(
+        c.input_ids, c.attention_mask, u.input_ids, u.attention_mask, seq_len=16, timesteps=4, guidance_scale=3.5, seed=3)))
+
+
+def test_speech_tokens_with_and_without_graphs(cuda_model, tiny_reference):
+    c = prompts.text_to_speech(tiny_reference.tokenizer, "Hello there", num_units=8)
+    assert_same_and_replayed(three_ways(cuda_model, lambda: cuda_model.generate_speech(
+        c.input_ids, c.attention_mask, max_new_tokens=8, steps=4, block_length=8, temperature=1.0, cfg_scale=2.5, seed=4)),
+        tokens=lambda r: r[0])
+
+
+# With graphs, what a call launches, waits for and allocates must not depend on its number of steps:
+# the host waits only between blocks (the canvas and the step log are read back: two waits, plus one
+# per buffer the next block's plan frees), except in fast mode, which reads how many candidates
+# remain after every step. Each step after a plan's first replays its graph.
+@pytest.mark.parametrize("kwargs", [dict(), dict(cache="dual"), dict(mode="fast", threshold=0.5)],
+                         ids=["exact", "exact_dual_cache", "fast"])
+def test_a_recorded_step_launches_waits_and_allocates_nothing(cuda_model, tiny_reference, kwargs):
+    ids = ids_of(tiny_reference).numpy()
+    blocks = 2
+    fast = kwargs.get("mode") == "fast"
+
+    emulated = dynin_rt.build_info().get("cuda_emulated")
+
+    def device(steps):
+        before = _C.emulation_counters() if emulated else None
+        cuda_model.generate_text(ids, gen_length=16, steps=steps, block_length=8, seed=1, **kwargs)
+        d = cuda_model.last_stats.device
+        if emulated:  # the backend's counts are the device's (frees at the call's end come after the stats)
+            seen = {k: v - before[k] for k, v in _C.emulation_counters().items()}
+            assert (seen["kernel_launches"], seen["graph_launches"], seen["mallocs"]) == (
+                d["kernel_launches"], d["graph_replays"], d["allocations"])
+        step_reads = cuda_model.last_stats.steps if fast else 0
+        assert d["host_syncs"] - d["frees"] <= 2 * blocks + step_reads
+        return d
+
+    few, many = device(4), device(16)
+    for name in ("host_syncs", "allocations", "frees") + (() if fast else ("kernel_launches",)):
+        assert few[name] == many[name], name
+    if not fast:  # launches: the eager run of each plan's first step, nothing per step
+        assert many["graph_replays"] >= 16 - 2 * blocks

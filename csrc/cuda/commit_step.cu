@@ -146,7 +146,7 @@ void commit_step(const CommitStepParams& p, Context& c) {
         CommitStepParams dp = p;
         dp.columns = nullptr;  // host memory: travels in `cols`
         const size_t bytes = static_cast<size_t>(p.n_cand) * (sizeof(double) + sizeof(int32_t));
-        auto* scratch = static_cast<char*>(c.sampler.ensure(bytes, c.counters));
+        auto* scratch = static_cast<char*>(c.sampler.ensure(bytes, c));
         auto* conf = reinterpret_cast<double*>(scratch);
         auto* col = reinterpret_cast<int32_t*>(scratch + sizeof(double) * p.n_cand);
         DYNIN_RT_LAUNCH(c, choose_kernel, static_cast<unsigned>(p.n_cand), kThreads, 0, dp, col, conf);

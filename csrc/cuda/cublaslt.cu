@@ -132,7 +132,7 @@ Gemm::~Gemm() {
         delete kv.second;
     }
     try {
-        for (Scratch* s : {&cast_, &scales_, &product_}) s->release(ctx_.counters);
+        for (Scratch* s : {&cast_, &scales_, &product_}) s->release(ctx_);
     } catch (const std::exception&) {  // a faulted device: nothing more to release
     }
     if (workspace_) cudaFree(workspace_);
@@ -199,14 +199,14 @@ void Gemm::run(const GemmParams& p) {
     int64_t ldb = p.ldx, ldy = p.ldy;
     float *y = p.y, *scales = nullptr;
     if (p.w_dtype != DType::F32) {
-        void* cast = cast_.ensure(sizeof(uint16_t) * static_cast<size_t>(p.m * p.k), ctx_.counters);
-        if (f16) scales = static_cast<float*>(scales_.ensure(sizeof(float) * static_cast<size_t>(p.m), ctx_.counters));
+        void* cast = cast_.ensure(sizeof(uint16_t) * static_cast<size_t>(p.m * p.k), ctx_);
+        if (f16) scales = static_cast<float*>(scales_.ensure(sizeof(float) * static_cast<size_t>(p.m), ctx_));
         cast_rows(p.x, p.ldx, p.m, p.k, p.w_dtype, cast, scales, ctx_);
         b = cast;
         ldb = p.k;
     }
     if (f16) {  // the scaled product, before it is scaled back into y
-        y = static_cast<float*>(product_.ensure(sizeof(float) * static_cast<size_t>(p.m * p.n), ctx_.counters));
+        y = static_cast<float*>(product_.ensure(sizeof(float) * static_cast<size_t>(p.m * p.n), ctx_));
         ldy = p.n;
     }
     const Plan& pl =
@@ -215,7 +215,7 @@ void Gemm::run(const GemmParams& p) {
     check_lt(api().matmul(static_cast<cublasLtHandle_t>(handle_), pl.desc, &alpha, p.w, pl.a, b, pl.b, &beta, y, pl.c, y, pl.c,
                           &pl.algo, workspace_, workspace_bytes_, ctx_.stream),
              "matmul");
-    ++ctx_.counters.kernel_launches;
+    ctx_.count_launch();
     if (f16) scale_rows_add(y, scales, p.m, p.n, p.y, p.ldy, p.accumulate, ctx_);
 }
 

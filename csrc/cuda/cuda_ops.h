@@ -7,6 +7,7 @@
 
 #include <map>
 #include <tuple>
+#include <vector>
 
 #include "dynin_rt/backend.h"
 
@@ -15,17 +16,49 @@ namespace cuda {
 
 void check(cudaError_t err, const char* what);  // throws with the CUDA error string
 
+struct Context;
+
 // Device memory reused across calls: grows to the largest request and never shrinks. Growing frees
 // the old block (cudaFree waits for the device), so it happens in a run's first steps; each growth
-// is counted in the backend's counters.
+// is counted in the backend's counters and bumps the context's scratch generation, because a
+// recorded step graph bakes in the old address (cuda_backend.cu re-records it). Growing while a step
+// is being captured is an error: the eager run before a capture sizes every scratch it uses.
 class Scratch {
  public:
-    void* ensure(size_t bytes, BackendCounters& counters);
-    void release(BackendCounters& counters);
+    void* ensure(size_t bytes, Context& c);
+    void release(Context& c);
 
  private:
     void* ptr_ = nullptr;
     size_t bytes_ = 0;
+};
+
+// Host-to-device uploads through a ring of pinned host memory: the source is copied into the ring
+// and the copy is enqueued asynchronously, so an upload returns without waiting for the device (a
+// pageable cudaMemcpyAsync would block the host). A ring region is reused once the copy that read it
+// has completed (an event per upload; the host waits only when the ring has wrapped onto a copy
+// still in flight, counted as a host wait).
+class Staging {
+ public:
+    static constexpr size_t kRingBytes = size_t(4) << 20;
+    static constexpr size_t kMaxUpload = kRingBytes / 4;  // larger uploads (weights) copy synchronously
+
+    // Enqueues dst[0, bytes) = src[0, bytes) on the context's stream; src may be reused at once.
+    // False when bytes > kMaxUpload (nothing is done).
+    bool upload(void* dst, const void* src, size_t bytes, Context& c);
+    void release(Context& c);  // waits for the uploads in flight
+
+ private:
+    struct InFlight {
+        size_t begin = 0, end = 0;
+        cudaEvent_t done = nullptr;
+    };
+    void reclaim(size_t begin, size_t end, Context& c);
+
+    char* ring_ = nullptr;  // [kRingBytes] pinned
+    size_t head_ = 0;
+    std::vector<InFlight> in_flight_;  // oldest first (one stream: they complete in this order)
+    std::vector<cudaEvent_t> spare_;
 };
 
 // Per-backend state the launchers share.
@@ -34,8 +67,23 @@ struct Context {
     cudaStream_t stream = nullptr;
     BackendCounters counters;        // launches, host waits, allocations (Backend::counters)
     Scratch sampler;                 // the fused steps' per-candidate values
-    bool attention_smem_set = false;  // cudaFuncSetAttribute is called once (attention.cu)
+    Staging staging;                 // pinned uploads (copy_to_device, the MaskGIT keep counts)
+    Scratch attention;               // split-KV partial results (attention.cu)
+    unsigned attention_smem_set = 0;  // bit kCols: cudaFuncSetAttribute done for that kernel (attention.cu)
+    int sm_count = 0;                // multiprocessors, read at the first attention
+    bool capturing = false;          // a step is being recorded: its kernels are launched by the graph
+    uint64_t scratch_generation = 0;  // bumped when any Scratch moves (recorded graphs hold its address)
+
+    // A kernel or library call enqueued: counted as a launch unless it is being recorded (the
+    // recording's launches are counted as graph replays).
+    void count_launch() {
+        if (!capturing) ++counters.kernel_launches;
+    }
 };
+
+// dst[0, bytes) (device) = src[0, bytes) (host, reusable on return): through the staging ring, or for
+// an upload larger than the ring a synchronous copy (a counted host wait; cuda_backend.cu)
+void upload(void* dst, const void* src, size_t bytes, Context& c);
 
 void embed(const EmbedParams& p, Context& c);          // elementwise.cu
 void swiglu(const SwigluParams& p, Context& c);        // elementwise.cu

@@ -12,7 +12,7 @@ namespace cuda {
 
 template <typename... P, typename... A>
 void launch(Context& c, const char* name, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, A&&... args) {
-    ++c.counters.kernel_launches;
+    c.count_launch();
 #if DYNIN_RT_CUDA_EMULATED
     emu::launch(name, kernel, grid, block, smem, c.stream, std::forward<A>(args)...);
 #else
@@ -33,4 +33,12 @@ void launch(Context& c, const char* name, void (*kernel)(P...), dim3 grid, dim3 
 #define DYNIN_RT_DYNAMIC_SHARED(T, name) T* const name = static_cast<T*>(::dynin_rt::emu::dynamic_shared_memory())
 #else
 #define DYNIN_RT_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#endif
+
+// Unrolls the next loop under nvcc (a loop over a compile-time count whose array indices must be
+// constants to stay in registers); the host compiler of the emulated build does not know the pragma.
+#if DYNIN_RT_CUDA_EMULATED
+#define DYNIN_RT_UNROLL
+#else
+#define DYNIN_RT_UNROLL _Pragma("unroll")
 #endif

@@ -101,13 +101,12 @@ __global__ void advance_step_kernel(int64_t* counter) { ++*counter; }
 void maskgit_step(const MaskgitStepParams& p, Context& c) {
     if (p.n_cand > 0) {
         const size_t bytes = static_cast<size_t>(p.n_cand) * (sizeof(double) + sizeof(int32_t)) + sizeof(int64_t) * p.batch;
-        auto* scratch = static_cast<char*>(c.sampler.ensure(bytes, c.counters));
+        auto* scratch = static_cast<char*>(c.sampler.ensure(bytes, c));
         auto* score = reinterpret_cast<double*>(scratch);
         auto* keep = reinterpret_cast<int64_t*>(scratch + sizeof(double) * p.n_cand);
         auto* sample = reinterpret_cast<int32_t*>(scratch + sizeof(double) * p.n_cand + sizeof(int64_t) * p.batch);
-        // keep_masked is host memory; a pageable upload is staged before the call returns
-        if (!p.schedule)
-            check(cudaMemcpyAsync(keep, p.keep_masked, sizeof(int64_t) * p.batch, cudaMemcpyHostToDevice, c.stream), "maskgit keep");
+        // keep_masked is host memory (plans per step): staged through pinned memory, no host wait
+        if (!p.schedule) upload(keep, p.keep_masked, sizeof(int64_t) * p.batch, c);
         MaskgitStepParams dp = p;
         dp.keep_masked = nullptr;
         DYNIN_RT_LAUNCH(c, sample_kernel, static_cast<unsigned>(p.n_cand), kThreads, 0, dp, sample, score);
