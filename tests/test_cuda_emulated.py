@@ -25,7 +25,7 @@ def emulated():
         pytest.skip("an editable install's import hook shadows the emulated build; run from a regular install")
     info = variant_build.build_info(env)
     assert info["cuda"] and info["cuda_emulated"]
-    return build, dict(env, DYNIN_RT_TEST_REQUIRE_CUDA="1")
+    return build, dict(env, DYNIN_RT_TEST_REQUIRE_CUDA="1", DYNIN_RT_TEST_BACKENDS="cuda")
 
 
 def test_emulation_layer_self_test(emulated):

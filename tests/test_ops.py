@@ -4,6 +4,7 @@ PyTorch / numpy reference (style guide §6-§8): fp32 to ~1e-5 relative, bf16 no
 PyTorch's own bf16 error, sampler steps checked by hand. The fused sampler steps of the other
 backends must also equal their CPU twins token for token. A new backend is one more name."""
 import math
+import os
 import subprocess
 import sys
 
@@ -16,7 +17,10 @@ from dynin_rt import _C
 from dynin_rt.noise import CounterNoise, counter_uniform
 from dynin_rt.reference.model import apply_rope, rms_norm, rope_tables
 
-BACKENDS = list(_C.backend_names())
+# DYNIN_RT_TEST_BACKENDS=cuda keeps the cases of those backends only (the emulated build's run in
+# tests/test_cuda_emulated.py: the CPU cases ran in the main suite already)
+_ONLY = os.environ.get("DYNIN_RT_TEST_BACKENDS")
+BACKENDS = [b for b in _C.backend_names() if not _ONLY or b in _ONLY.split(",")]
 TWIN_BACKENDS = [b for b in BACKENDS if b != "cpu"] or [
     pytest.param("none", marks=pytest.mark.skip(reason="this build has the CPU backend only: there is no twin to compare"))
 ]
