@@ -45,13 +45,19 @@ def tiny_omni(tmp_path_factory):
     return str(d)
 
 
+def pytest_collection_modifyitems(items):
+    """Tests that wait for a background run against the emulated build (tests/variant_build.py) go
+    last, so that the rest of the suite runs while it builds and runs."""
+    import variant_build
+
+    items.sort(key=lambda item: variant_build.owns_scheduled_run(getattr(item.module, "__name__", "")))
+
+
 def pytest_collection_finish(session):
-    """The emulated CUDA build (tests/variant_build.py) takes minutes: when a test that needs it was
-    collected, start it now, so that it compiles beside the tests that run before that one."""
+    """The emulated CUDA build and the runs against it take minutes: start them now, in the
+    background, for the test modules that were collected."""
     if session.config.option.collectonly:
         return
-    if any(item.path.name in ("test_cuda_emulated.py", "test_sanitizers.py") for item in session.items):
-        import variant_build
+    import variant_build
 
-        if variant_build.cannot_build() is None:
-            variant_build.start_emulated_build()
+    variant_build.start_scheduled_runs({getattr(item.module, "__name__", "") for item in session.items})

@@ -2,11 +2,14 @@
 folder whose dynin_rt package imports it, so that a test can run other test files against that build
 in a subprocess. tests/test_cuda_emulated.py and tests/test_sanitizers.py share one such build,
 emulated_build(): the emulated CUDA backend under AddressSanitizer and UBSan (unsanitized when the
-compiler has no ASan runtime), built once per test session: conftest.py starts that build in the
-background as soon as a test that needs it is collected, so that it overlaps the tests before it."""
+compiler has no ASan runtime), built once per test session. The test files that use it schedule their
+runs against it (schedule_emulated_run); conftest.py starts the build and those runs in the background
+as soon as the suite is collected and moves their tests to the end, so that the build and the
+sanitized runs overlap the rest of the suite instead of following it."""
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import glob
 import json
 import os
@@ -48,6 +51,21 @@ def _stop_builds() -> None:  # a session that ends early does not leave a compil
         proc.kill()
 
 
+def _run(cmd: list[str], niceness: int = 0, timeout: float | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """subprocess.run, at `niceness`, killed if the session ends first."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: os.nice(niceness), **kwargs)
+    _running.add(proc)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    finally:
+        _running.discard(proc)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def build(build_dir: str, build_type: str, defines: dict[str, str], targets: tuple[str, ...] = ("_C",)) -> str:
     """Configures and builds `targets`; returns the path of the built _C module."""
     import pybind11
@@ -60,13 +78,8 @@ def build(build_dir: str, build_type: str, defines: dict[str, str], targets: tup
         configure += ["-G", "Ninja"]
     for cmd in (configure, ["cmake", "--build", build_dir, "-j", str(os.cpu_count() or 2), "--target", *targets]):
         # at a lower priority: a background build takes the cores the foreground tests leave idle
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.nice(5))
-        _running.add(proc)
-        try:
-            out, err = proc.communicate()
-        finally:
-            _running.discard(proc)
-        assert proc.returncode == 0, f"{' '.join(cmd[:4])} ... failed:\n{out[-3000:]}\n{err[-3000:]}"
+        proc = _run(cmd, niceness=5)
+        assert proc.returncode == 0, f"{' '.join(cmd[:4])} ... failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     built = glob.glob(os.path.join(build_dir, "_C*" + sysconfig.get_config_var("EXT_SUFFIX")))
     assert built, "the module was not built"
     return built[0]
@@ -87,9 +100,9 @@ def build_info(env: dict[str, str]) -> dict | None:
     return json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
 
 
-def run_pytest(tests: list[str], env: dict[str, str], timeout: int) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-rs", "-p", "no:cacheprovider", *tests], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+def run_pytest(tests: list[str], env: dict[str, str], timeout: int, niceness: int = 0) -> subprocess.CompletedProcess:
+    return _run([sys.executable, "-m", "pytest", "-q", "-x", "-rs", "-p", "no:cacheprovider", *tests], niceness, timeout,
+                cwd=ROOT, env=env)
 
 
 ASAN_OPTIONS = "detect_leaks=0:abort_on_error=1:detect_odr_violation=0:alloc_dealloc_mismatch=0:new_delete_type_mismatch=0"
@@ -121,6 +134,7 @@ class _Background:
 
 _emulated: _Background | None = None
 _emulated_lock = threading.Lock()
+_one_run_at_a_time = threading.Lock()
 
 
 def start_emulated_build() -> None:
@@ -136,6 +150,56 @@ def emulated_build() -> tuple[str, dict[str, str], bool]:
     emulation's test program with DYNIN_RT_CUDA=EMULATE, under ASan + UBSan where the compiler has them."""
     start_emulated_build()
     return _emulated.result()
+
+
+@dataclasses.dataclass
+class EmulatedRun:
+    """Test files run in a subprocess against the emulated build, on behalf of the module `owner`."""
+
+    owner: str
+    tests: list[str]
+    env: dict[str, str]
+    timeout: int
+    sanitized_only: bool = False  # skipped (None) when the compiler has no ASan runtime
+    started: _Background | None = None
+
+
+_runs: dict[str, EmulatedRun] = {}
+
+
+def schedule_emulated_run(name: str, owner: str, tests: list[str], env: dict[str, str], timeout: int,
+                          sanitized_only: bool = False) -> None:
+    """Declares a run (at a test module's import); it starts with start_scheduled_runs()."""
+    _runs[name] = EmulatedRun(owner, tests, env, timeout, sanitized_only)
+
+
+def start_scheduled_runs(owners: set[str]) -> None:
+    """Starts the build and, after it, one at a time, the runs whose owner has collected tests, all in
+    the background and at a lower priority: the rest of the suite runs meanwhile."""
+    for name, run in _runs.items():
+        if run.owner in owners and run.started is None:
+            run.started = _Background(lambda run=run: _execute(run))
+
+
+def owns_scheduled_run(module: str) -> bool:
+    return any(run.owner == module for run in _runs.values())
+
+
+def emulated_run(name: str) -> subprocess.CompletedProcess | None:
+    """Waits for a scheduled run (starting it if it was not) and returns its pytest process, or None
+    when it needs ASan and the build has none."""
+    run = _runs[name]
+    if run.started is None:
+        run.started = _Background(lambda: _execute(run))
+    return run.started.result()
+
+
+def _execute(run: EmulatedRun) -> subprocess.CompletedProcess | None:
+    _, env, sanitized = emulated_build()
+    if run.sanitized_only and not sanitized:
+        return None
+    with _one_run_at_a_time:
+        return run_pytest(run.tests, dict(env, **run.env), run.timeout, niceness=5)
 
 
 def _build_emulated() -> tuple[str, dict[str, str], bool]:
