@@ -25,7 +25,7 @@ SANITIZED_TESTS = [
 REASON = variant_build.cannot_build()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
 if REASON is None:
-    variant_build.schedule_emulated_run("sanitizers", __name__, SANITIZED_TESTS, dict(DYNIN_RT_FUZZ_RUNS="5000"),
+    variant_build.schedule_emulated_run("sanitizers", __name__, SANITIZED_TESTS, dict(DYNIN_RT_FUZZ_RUNS="2000"),
                                         timeout=1500, sanitized_only=True)
 
 
