@@ -54,6 +54,7 @@ TokenRows token_rows(const py::array& ids, const py::object& keep, const py::obj
 py::dict stats_dict(const SamplerStats& s) {
     py::dict d;
     d["forwards"] = s.forwards;
+    d["positions"] = s.positions;
     d["steps"] = s.steps;
     d["committed_per_step"] = s.committed_per_step;
     d["seconds_forward"] = s.seconds_forward;

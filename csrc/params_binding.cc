@@ -71,6 +71,7 @@ void add_fast(py::class_<Params>& cls) {
     cls.def_property("cache", [](const Params& p) { return cache_name(p.cache); },
                      [](Params& p, const std::string& s) { p.cache = parse_cache(s); });
     cls.def_readwrite("threshold", &Params::threshold).def_readwrite("factor", &Params::factor);
+    cls.def_readwrite("refresh_every", &Params::refresh_every);
 }
 
 }  // namespace
@@ -88,7 +89,7 @@ void bind_params(py::module_& m) {
     add_fast(llada);
     add_rows(llada);
     add_common(llada, {"gen_length", "steps", "block_length", "gen_lengths", "temperature", "cfg_scale", "random_remasking",
-                       "select", "threshold", "factor", "cache", "seed", "row_seeds", "noise_rows"});
+                       "select", "threshold", "factor", "cache", "refresh_every", "seed", "row_seeds", "noise_rows"});
 
     py::class_<MaskgitParams> maskgit(m, "MaskgitParams", "Options of the MaskGIT image sampler (samplers.h).");
     maskgit.def_readwrite("n_tokens", &MaskgitParams::n_tokens)
@@ -96,9 +97,13 @@ void bind_params(py::module_& m) {
         .def_readwrite("temperature", &MaskgitParams::temperature)
         .def_readwrite("guidance_scale", &MaskgitParams::guidance_scale)
         .def_readwrite("resolution", &MaskgitParams::resolution)
+        .def_readwrite("refresh_every", &MaskgitParams::refresh_every)
+        .def_property("cache", [](const MaskgitParams& p) { return cache_name(p.cache); },
+                      [](MaskgitParams& p, const std::string& s) { p.cache = parse_cache(s); })
         .def_readwrite("seed", &MaskgitParams::seed);
     add_rows(maskgit);
-    add_common(maskgit, {"n_tokens", "schedule", "temperature", "guidance_scale", "resolution", "seed", "row_seeds", "noise_rows"});
+    add_common(maskgit, {"n_tokens", "schedule", "temperature", "guidance_scale", "resolution", "cache", "refresh_every",
+                         "seed", "row_seeds", "noise_rows"});
 
     py::class_<T2sParams> t2s(m, "T2sParams", "Options of the text-to-speech sampler (samplers.h).");
     t2s.def_readwrite("max_new_tokens", &T2sParams::max_new_tokens)
@@ -110,7 +115,7 @@ void bind_params(py::module_& m) {
     add_fast(t2s);
     add_rows(t2s);
     add_common(t2s, {"max_new_tokens", "steps", "block_length", "temperature", "cfg_scale", "select", "threshold", "factor",
-                     "cache", "seed", "row_seeds", "noise_rows"});
+                     "cache", "refresh_every", "seed", "row_seeds", "noise_rows"});
 
     py::class_<CancelToken>(m, "CancelToken", "A flag another thread sets to stop a running generation at its next step.")
         .def(py::init<>())

@@ -121,6 +121,43 @@ def test_one_layer_kv_cache_is_exact(tmp_path, runtime_cache):
     exact = model.generate_text(ids, gen_length=24, steps=12, block_length=8)
     for cache in ("prefix", "dual"):
         assert np.array_equal(model.generate_text(ids, gen_length=24, steps=12, block_length=8, cache=cache), exact)
+    # images: the prompt's cached K/V (and, dual, the codes committed before the last fill) depend
+    # only on their own tokens; a position whose input changed must be recomputed, or it differs
+    n = 16
+    c = prompts.text_to_image(model.tokenizer, "a red fox", num_image_tokens=n)
+    u = prompts.text_to_image(model.tokenizer, "", num_image_tokens=n)
+    for kw in ({}, dict(uncond_input_ids=u.input_ids, uncond_attention_mask=u.attention_mask, guidance_scale=2.0)):
+        exact = model.generate_image(c.input_ids, c.attention_mask, seq_len=n, timesteps=6, seed=5, **kw)
+        for cache, every in (("prefix", 0), ("dual", 0), ("dual", 4)):
+            got = model.generate_image(c.input_ids, c.attention_mask, seq_len=n, timesteps=6, seed=5, cache=cache,
+                                       refresh_every=every, **kw)
+            assert np.array_equal(got, exact), (cache, every, kw.keys())
+
+
+@pytest.mark.parametrize("sampler", ["text", "speech", "image"])
+def test_refreshing_every_step_is_the_uncached_forward(tiny_runtime, tiny_reference, sampler):
+    # refresh_every=1 makes every step a full forward: the cache then changes nothing, so the tokens
+    # are those of cache="none" with the same rule; refresh_every=2 runs cached steps in between and
+    # needs fewer token-layers than that, but as many forwards
+    tok = tiny_reference.tokenizer
+    if sampler == "text":
+        ids = prompt_ids(tiny_reference).numpy()
+        run = lambda **kw: tiny_runtime.generate_text(ids, gen_length=16, steps=16, block_length=8, mode="fast",
+                                                     threshold=0.5, temperature=0.8, seed=3, **kw)
+    elif sampler == "speech":
+        c = prompts.text_to_speech(tok, "Hello there", num_units=16)
+        run = lambda **kw: tiny_runtime.generate_speech(c.input_ids, c.attention_mask, max_new_tokens=16, steps=16,
+                                                       block_length=8, temperature=1.0, mode="fast", threshold=0.3, seed=9,
+                                                       **kw)[0]
+    else:
+        c = prompts.text_to_image(tok, "a red fox", num_image_tokens=16)
+        run = lambda **kw: tiny_runtime.generate_image(c.input_ids, c.attention_mask, seq_len=16, timesteps=6, seed=5, **kw)
+    uncached = run(cache="none")
+    assert np.array_equal(run(cache="dual", refresh_every=1), uncached)
+    assert np.array_equal(run(cache="prefix", refresh_every=1), uncached)
+    every_step = tiny_runtime.last_stats
+    run(cache="dual", refresh_every=2)
+    assert tiny_runtime.last_stats.positions < every_step.positions
 
 
 def test_fast_mode_with_threshold_zero_equals_one_step_per_block(tiny_runtime, tiny_reference):

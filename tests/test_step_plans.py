@@ -35,6 +35,7 @@ def both(model, call):
         dict(mode="fast", factor=2.0, cache="prefix"),
         dict(cache="dual"),
         dict(mode="fast", threshold=0.5, cache="none", temperature=0.7),
+        dict(mode="fast", threshold=0.3, cache="dual", refresh_every=2, temperature=0.7),
     ],
 )
 def test_text_plans_agree(model, tiny_reference, kwargs):
@@ -57,18 +58,22 @@ def test_ragged_text_batch_plans_agree(model, tiny_reference):
 
 
 @pytest.mark.parametrize("cfg", [0.0, 2.0])
-def test_image_plans_agree(model, tiny_reference, cfg):
+@pytest.mark.parametrize("cache", [dict(), dict(cache="prefix"), dict(cache="dual", refresh_every=2)])
+def test_image_plans_agree(model, tiny_reference, cfg, cache):
     n = 16
     c = prompts.text_to_image(tiny_reference.tokenizer, "a red fox", num_image_tokens=n)
     u = prompts.text_to_image(tiny_reference.tokenizer, "", num_image_tokens=n)
     kw = dict(uncond_input_ids=u.input_ids, uncond_attention_mask=u.attention_mask, guidance_scale=cfg) if cfg else {}
-    (a, sa), (b, sb) = both(model, lambda: model.generate_image(c.input_ids, c.attention_mask, seq_len=n, timesteps=5, seed=3, **kw))
+    call = lambda: model.generate_image(c.input_ids, c.attention_mask, seq_len=n, timesteps=5, seed=3, **kw, **cache)
+    (a, sa), (b, sb) = both(model, call)
     assert np.array_equal(a, b)
+    assert sa.positions == sb.positions
     # the clamp keeps one position masked after the last step; the returned samples fill it
     assert sa.committed_per_step == sb.committed_per_step and sum(sa.committed_per_step) == n - 1
 
 
-@pytest.mark.parametrize("kwargs", [dict(cfg_scale=2.5), dict(mode="fast", threshold=0.3), dict(cache="dual")])
+@pytest.mark.parametrize("kwargs", [dict(cfg_scale=2.5), dict(mode="fast", threshold=0.3), dict(cache="dual"),
+                                    dict(mode="fast", threshold=0.3, cache="prefix", refresh_every=3)])
 def test_speech_plans_agree(model, tiny_reference, kwargs):
     c = prompts.text_to_speech(tiny_reference.tokenizer, "Hello there", num_units=16)
     call = lambda: model.generate_speech(c.input_ids, c.attention_mask, max_new_tokens=16, steps=16, block_length=8,

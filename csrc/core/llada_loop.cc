@@ -3,8 +3,8 @@
 // Exact mode (cache kNone, kTopK) follows the reference step for step: full-canvas forward, the LM
 // head on the still-masked positions only (the others' logits are never read), the official CFG
 // (prompt masked, no pad bias on either stream), the front-loaded transfer schedule. Fast mode keeps
-// K/V of the canvas from each block's first step (prefix: prompt + finished blocks; dual: also the
-// masked suffix) and commits by threshold or factor until the block is full.
+// K/V of the canvas from each block's first step, or its last refresh (prefix: prompt + finished
+// blocks; dual: also the masked suffix) and commits by threshold or factor until the block is full.
 #include "dynin_rt/common.h"
 #include "dynin_rt/loop_support.h"
 #include "dynin_rt/samplers.h"
@@ -141,8 +141,10 @@ std::vector<int32_t> llada_generate(const Engine& engine, const TokenLayout& tok
     const int64_t max_steps = scheduled ? c.steps_per_block : p.block_length;
     run.load_canvas(c.x, c.T, c.mask);
     run.load_steps(c.n_blocks * max_steps, scheduled ? c.k_table(max_steps) : std::vector<int32_t>{});
+    DYNIN_CHECK_ARG(p.refresh_every >= 0, "refresh_every must be >= 0");
     KVCache cache;
     if (cached) engine.ensure_cache(cache, c.layout->slots());
+    const auto refills = [&](int64_t i) { return refills_cache(p.cache, p.refresh_every, i); };
     StepPlan full, partial;
     for (int64_t blk = 0; blk < c.n_blocks && !run.running_rows().empty(); ++blk) {
         run.start_block(blk * max_steps);
@@ -158,16 +160,17 @@ std::vector<int32_t> llada_generate(const Engine& engine, const TokenLayout& tok
                 Candidates cand = collect_masked(c.x, c.T, c.mask, c.block(blk, run, !cached));
                 if (!scheduled && cand.empty()) break;
                 const std::vector<int64_t> head = head_slots(*c.layout, cand, c.B, c.streams());
-                if (i == 0 || !cached || run.plans_per_block()) {
+                // per-block plans are made once for both kinds of step
+                if (refills(i) || run.plans_per_block()) {
                     const std::vector<int64_t> rows = row_slots(*c.layout, run.running_rows(), c.B, c.streams());
                     run.prepare(full, cand, c.forward_args(rows, head, columns, cached ? &cache : nullptr, cached), V);
                 }
-                if (cached && (i > 0 || run.plans_per_block())) {
+                if (cached && (!refills(i) || run.plans_per_block())) {
                     const std::vector<int64_t> span = slots_in(*c.layout, c.recomputed(blk, run, p.cache), c.streams());
                     run.prepare(partial, cand, c.forward_args(span, head, columns, &cache, false), V);
                 }
             }
-            run.step(cached && i > 0 ? partial : full, spec);
+            run.step(refills(i) ? full : partial, spec);
             if (!scheduled && run.plans_per_block() && run.remaining() == 0) break;
         }
         for (int64_t b = 0; b < c.B; ++b)

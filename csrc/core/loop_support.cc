@@ -170,6 +170,7 @@ void StepRunner::step(const StepPlan& plan, const StepSpec& spec) {
         stats_.seconds_sample += since(t);
     }
     ++stats_.forwards;
+    stats_.positions += plan.forward.M;
     ++stats_.steps;
     steps_run_.push_back(next_step_++);
 }
@@ -250,6 +251,7 @@ const float* StepRunner::forward(const StepPlan& plan) {
     engine_.backend()->synchronize();
     stats_.seconds_forward += since(t0);
     ++stats_.forwards;
+    stats_.positions += plan.forward.M;
     return logits;
 }
 

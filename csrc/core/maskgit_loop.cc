@@ -4,7 +4,7 @@
 // uncond[:, :resolution+1] + cond[:, resolution+1:] as a batch of two; the LM head only on the
 // still-unknown image positions and only over the 8192 image columns; (1+g) c - g u; then
 // maskgit_step re-masks the lowest-scored samples. Returns the last step's samples, as the official
-// sampler does.
+// sampler does. The approximate mode (`cache`) reuses the prompt's K/V between refreshes.
 #include "dynin_rt/common.h"
 #include "dynin_rt/loop_support.h"
 #include "dynin_rt/samplers.h"
@@ -29,6 +29,8 @@ struct ImageCanvas {
                 const MaskgitParams& p);
     int64_t streams() const { return cfg ? 2 : 1; }
     Candidates unknown(const StepRunner& run) const;
+    // Each running row's image region and what follows it (<|eoi|>, the rest of the row).
+    RowRanges image_and_after(const StepRunner& run) const;
 };
 
 ImageCanvas::ImageCanvas(const Engine& engine, const TokenLayout& tokens, const TokenRows& canvas, const TokenRows* uncond_rows,
@@ -80,6 +82,16 @@ Candidates ImageCanvas::unknown(const StepRunner& run) const {
     return c;
 }
 
+RowRanges ImageCanvas::image_and_after(const StepRunner& run) const {
+    RowRanges r(B);
+    for (int64_t b = 0; b < B; ++b) {
+        if (!run.running(b)) continue;
+        r.begin[b] = region[b];
+        r.end[b] = T;  // an absent tail has no slots
+    }
+    return r;
+}
+
 // The temperature of every step: annealed by (1 - (s + 1) / steps), compounding as the official sampler.
 std::vector<double> annealed(double temperature, int64_t steps) {
     std::vector<double> t;
@@ -110,20 +122,41 @@ std::vector<int32_t> maskgit_generate(const Engine& engine, const TokenLayout& t
     spec.beta = static_cast<float>(p.guidance_scale);
     spec.form = Backend::CfgForm::kMaskgit;
     spec.maskgit = true;
-    StepPlan plan;
+    DYNIN_CHECK_ARG(p.refresh_every >= 0, "refresh_every must be >= 0");
+    const bool cached = p.cache != CacheMode::kNone;
+    KVCache cache;
+    if (cached) engine.ensure_cache(cache, c.layout->slots());
+    const auto refills = [&](int64_t step) { return refills_cache(p.cache, p.refresh_every, step); };
+    const int32_t* overrides = c.cfg ? c.overrides.data() : nullptr;
+    // kDual recomputes the positions masked at the last fill: the candidates then (the ones committed
+    // since changed their input, the rest still need logits), as canvas positions
+    Candidates filled_unknown;
+    StepPlan full, partial;
     for (int64_t step = 0; step < steps && run.begin_step(); ++step) {
-        if (!run.plans_per_block() || step == 0) {
+        // per-block plans are made at each fill (with a cache, the span a cached step recomputes
+        // follows the codes then); per-step plans every step
+        if (!run.plans_per_block() || step == 0 || (cached && refills(step))) {
             if (step > 0) run.pull_codes(c.codes, c.last);
             const Candidates cand = c.unknown(run);
             // head rows: each candidate's region position (the rows' regions differ in a ragged batch)
             Candidates at_canvas = cand;
             for (int64_t i = 0; i < cand.size(); ++i) at_canvas.pos[i] += static_cast<int32_t>(c.region[cand.row[i]]);
-            const std::vector<int64_t> rows = row_slots(*c.layout, run.running_rows(), c.B, c.streams());
             const std::vector<int64_t> head = head_slots(*c.layout, at_canvas, c.B, c.streams());
-            run.prepare(plan, cand, {nullptr, c.B, c.cfg ? c.overrides.data() : nullptr, c.layout.get(), &rows, nullptr, false,
-                                     &head, columns}, codebook);
+            if (refills(step) || run.plans_per_block()) {
+                const std::vector<int64_t> rows = row_slots(*c.layout, run.running_rows(), c.B, c.streams());
+                run.prepare(full, cand, {nullptr, c.B, overrides, c.layout.get(), &rows, cached ? &cache : nullptr, cached, &head,
+                                         columns}, codebook);
+                filled_unknown = at_canvas;
+            }
+            if (cached && (!refills(step) || run.plans_per_block())) {
+                const std::vector<int64_t> span = p.cache == CacheMode::kDual
+                                                      ? head_slots(*c.layout, filled_unknown, c.B, c.streams())
+                                                      : slots_in(*c.layout, c.image_and_after(run), c.streams());
+                run.prepare(partial, cand, {nullptr, c.B, overrides, c.layout.get(), &span, &cache, false, &head, columns},
+                            codebook);
+            }
         }
-        run.step(plan, spec);
+        run.step(refills(step) ? full : partial, spec);
     }
     run.pull_codes(c.codes, c.last);
     run.finish(c.x);

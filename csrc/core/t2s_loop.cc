@@ -173,8 +173,10 @@ std::vector<std::vector<int32_t>> t2s_generate(const Engine& engine, const Token
     const int64_t max_steps = scheduled ? c.inner : c.block;
     run.load_canvas(c.x, c.T, c.mask);
     run.load_steps(c.n_blocks * max_steps, scheduled ? c.k_table(max_steps) : std::vector<int32_t>{});
+    DYNIN_CHECK_ARG(p.refresh_every >= 0, "refresh_every must be >= 0");
     KVCache cache;
     if (cached) engine.ensure_cache(cache, c.layout->slots());
+    const auto refills = [&](int64_t s) { return refills_cache(p.cache, p.refresh_every, s); };
     std::unique_ptr<UncondLogits> uncond;
     if (cfg) uncond = std::make_unique<UncondLogits>(run, c, columns);
     StepSpec spec;  // CFG against the uncond logits computed once: u + (s + 1)(c - u); sampled commits
@@ -200,17 +202,17 @@ std::vector<std::vector<int32_t>> t2s_generate(const Engine& engine, const Token
                 Candidates cand = c.candidates(blk, run);
                 if (cand.empty()) break;
                 const std::vector<int64_t> head = head_slots(*c.layout, cand, c.B, 1);
-                if (s == 0 || !cached || run.plans_per_block()) {
+                if (refills(s) || run.plans_per_block()) {
                     const std::vector<int64_t> rows = row_slots(*c.layout, run.running_rows(), c.B, 1);
                     run.prepare(full, cand, {nullptr, c.B, nullptr, c.layout.get(), &rows, cached ? &cache : nullptr, cached, &head, columns}, C);
                 }
-                if (cached && (s > 0 || run.plans_per_block())) {
+                if (cached && (!refills(s) || run.plans_per_block())) {
                     const std::vector<int64_t> span = slots_in(*c.layout, c.recomputed(blk, run, p.cache), 1);
                     run.prepare(partial, cand, {nullptr, c.B, nullptr, c.layout.get(), &span, &cache, false, &head, columns}, C);
                 }
                 if (cfg) uncond->index(c, cand);
             }
-            run.step(cached && s > 0 ? partial : full, spec);
+            run.step(refills(s) ? full : partial, spec);
             if (!scheduled && run.plans_per_block() && run.remaining() == 0) break;
         }
         run.block_done(blk, c.x);

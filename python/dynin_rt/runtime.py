@@ -24,6 +24,10 @@ from .tokens import TextTokenizer, TokenLayout
 _C = _native._C
 MODES = ("exact", "fast")
 CACHES = ("none", "prefix", "dual")
+# Fast mode's KV reuse (cache, refresh_every), chosen by the trained yardstick
+# (benchmarks/bench_quality.py, docs/fast-mode.md), not by the papers.
+FAST_CACHE = ("dual", 0)
+FAST_IMAGE_CACHE = ("dual", 0)
 BACKENDS = ("auto", "cpu", "cuda")
 
 
@@ -34,6 +38,7 @@ class GenerationStats:
     synchronisations, allocations; everything on the backend during the call)."""
 
     forwards: int = 0
+    positions: int = 0  # canvas positions the forwards computed (a KV cache's steps compute fewer)
     steps: int = 0
     committed_per_step: list = field(default_factory=list)
     seconds_forward: float = 0.0
@@ -48,6 +53,7 @@ class GenerationStats:
     def to_dict(self) -> dict:
         return {
             "forwards": self.forwards,
+            "positions": self.positions,
             "steps": self.steps,
             "committed_per_step": list(self.committed_per_step),
             "tokens_per_step": self.tokens_per_step,
@@ -251,21 +257,26 @@ class Model:
 
 def text_params(gen_length: int = 128, steps: int = 128, block_length: int = 128, temperature: float = 0.0,
                 cfg_scale: float = 0.0, remasking: str = "low_confidence", mode: str = "exact", threshold: float | None = None,
-                factor: float | None = None, cache: str | None = None, seed: int = 0, **rows) -> "_C.LladaParams":
-    """Options of the LLaDA sampler. mode "fast" (approximate): dual KV cache and threshold decoding
-    (threshold 0.9 unless ``factor`` selects the factor rule); ``cache`` overrides the cache
-    ("none", "prefix", "dual"). rows: gen_lengths, row_seeds, noise_rows (per batch row)."""
+                factor: float | None = None, cache: str | None = None, refresh_every: int | None = None, seed: int = 0,
+                **rows) -> "_C.LladaParams":
+    """Options of the LLaDA sampler. mode "fast" (approximate): threshold decoding (threshold 0.9
+    unless ``factor`` selects the factor rule) with the KV reuse of :data:`FAST_CACHE`; ``cache``
+    ("none", "prefix", "dual") and ``refresh_every`` (with a cache, a full forward every N-th step
+    of a block; 0: at block starts only) override it (docs/fast-mode.md). rows: gen_lengths,
+    row_seeds, noise_rows (per batch row)."""
     if remasking not in ("low_confidence", "random"):
         raise ValueError(f"remasking must be low_confidence or random, not {remasking!r}")
     return _C.LladaParams(gen_length=gen_length, steps=steps, block_length=block_length, temperature=float(temperature),
                           cfg_scale=float(cfg_scale), random_remasking=remasking == "random", seed=_seed(seed),
-                          **_fast_options(mode, threshold, factor, cache), **rows)
+                          **_fast_options(mode, threshold, factor, cache, refresh_every), **rows)
 
 
 def image_params(seq_len: int = 1024, timesteps: int = 18, guidance_scale: float = 0.0, temperature: float = 1.0,
-                 resolution: int = 512, seed: int = 0, **rows) -> "_C.MaskgitParams":
+                 resolution: int = 512, mode: str = "exact", cache: str | None = None, refresh_every: int | None = None,
+                 seed: int = 0, **rows) -> "_C.MaskgitParams":
     """Options of the MaskGIT sampler; the cosine schedule is computed as the reference computes it.
-    rows: row_seeds, noise_rows."""
+    mode "fast" (approximate): the prompt's K/V reused between refreshes, :data:`FAST_IMAGE_CACHE`;
+    ``cache`` and ``refresh_every`` override it (docs/fast-mode.md). rows: row_seeds, noise_rows."""
     from .reference.samplers import maskgit_floors
 
     if not isinstance(timesteps, int) or timesteps <= 0:
@@ -273,16 +284,17 @@ def image_params(seq_len: int = 1024, timesteps: int = 18, guidance_scale: float
     if not isinstance(seq_len, int) or seq_len <= 0:
         raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}")
     return _C.MaskgitParams(n_tokens=seq_len, schedule=maskgit_floors(seq_len, timesteps), temperature=float(temperature),
-                            guidance_scale=float(guidance_scale), resolution=int(resolution), seed=_seed(seed), **rows)
+                            guidance_scale=float(guidance_scale), resolution=int(resolution), seed=_seed(seed),
+                            **_cache_options(mode, cache, refresh_every, FAST_IMAGE_CACHE), **rows)
 
 
 def speech_params(max_new_tokens: int | None = None, steps: int = 256, block_length: int = 128, temperature: float = 0.0,
                   cfg_scale: float = 0.0, mode: str = "exact", threshold: float | None = None, factor: float | None = None,
-                  cache: str | None = None, seed: int = 0, **rows) -> "_C.T2sParams":
+                  cache: str | None = None, refresh_every: int | None = None, seed: int = 0, **rows) -> "_C.T2sParams":
     """Options of the text-to-speech sampler (fast mode as :func:`text_params`). rows: row_seeds, noise_rows."""
     return _C.T2sParams(max_new_tokens=-1 if max_new_tokens is None else int(max_new_tokens), steps=steps,
                         block_length=block_length, temperature=float(temperature), cfg_scale=float(cfg_scale),
-                        seed=_seed(seed), **_fast_options(mode, threshold, factor, cache), **rows)
+                        seed=_seed(seed), **_fast_options(mode, threshold, factor, cache, refresh_every), **rows)
 
 
 def _params(params, make, options: dict):
@@ -293,25 +305,40 @@ def _params(params, make, options: dict):
     return params
 
 
-def _fast_options(mode, threshold, factor, cache) -> dict:
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-    if cache is not None and cache not in CACHES:
-        raise ValueError(f"cache must be one of {CACHES}, not {cache!r}")
+def _fast_options(mode, threshold, factor, cache, refresh_every) -> dict:
+    """The selection rule and KV reuse of the LLaDA and text-to-speech samplers."""
+    options = _cache_options(mode, cache, refresh_every, FAST_CACHE)
     if mode == "exact":
         if threshold is not None or factor is not None:
             raise ValueError("threshold and factor apply to mode='fast'")
-        return dict(select="topk", cache=cache or "none")
+        return dict(select="topk", **options)
     if threshold is not None and factor is not None:
         raise ValueError("pass threshold or factor, not both")
     if factor is not None:
         if not factor > 0:
             raise ValueError(f"factor must be > 0, got {factor!r}")
-        return dict(select="factor", factor=float(factor), cache=cache or "dual")
+        return dict(select="factor", factor=float(factor), **options)
     threshold = 0.9 if threshold is None else float(threshold)
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
-    return dict(select="threshold", threshold=threshold, cache=cache or "dual")
+    return dict(select="threshold", threshold=threshold, **options)
+
+
+def _cache_options(mode, cache, refresh_every, fast_default: tuple[str, int]) -> dict:
+    """cache and refresh_every: given, or fast mode's default, or none in exact mode."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    if cache is not None and cache not in CACHES:
+        raise ValueError(f"cache must be one of {CACHES}, not {cache!r}")
+    if refresh_every is not None and (isinstance(refresh_every, bool) or not isinstance(refresh_every, (int, np.integer))
+                                      or refresh_every < 0):
+        raise ValueError(f"refresh_every must be an integer >= 0, got {refresh_every!r}")
+    default_cache, default_every = fast_default if mode == "fast" else ("none", 0)
+    cache = cache or default_cache
+    if cache == "none" and refresh_every:
+        raise ValueError("refresh_every applies to a KV cache (cache='prefix' or 'dual')")
+    every = default_every if refresh_every is None else int(refresh_every)
+    return dict(cache=cache, refresh_every=every if cache != "none" else 0)
 
 
 def _seed(seed) -> int:

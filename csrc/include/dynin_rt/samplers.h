@@ -17,7 +17,16 @@
 
 namespace dynin_rt {
 
+// KV reuse across the steps of a block (fast mode; docs/fast-mode.md). kPrefix: a cached step
+// recomputes the block and what follows it; kDual: the block only (images: the positions that were
+// masked at the last refresh). Everything else keeps the K/V of the block's first step, or of the
+// last refresh: with `refresh_every` = N > 0 every N-th step of a block is a full forward again.
 enum class CacheMode : uint8_t { kNone, kPrefix, kDual };
+
+// Whether step `i` of a block (from 0) runs the full forward that (re)fills the cache.
+inline bool refills_cache(CacheMode cache, int64_t refresh_every, int64_t i) {
+    return cache == CacheMode::kNone || i == 0 || (refresh_every > 0 && i % refresh_every == 0);
+}
 
 // Token rows handed to a loop.
 struct TokenRows {
@@ -73,6 +82,7 @@ struct LoopControl {
 
 struct SamplerStats {
     int64_t forwards = 0;  // engine calls (a CFG pair counts once)
+    int64_t positions = 0;  // canvas positions the forwards computed (a cached step computes fewer)
     int64_t steps = 0;
     std::vector<int32_t> committed_per_step;  // summed over the batch
     std::vector<uint8_t> cancelled_rows;      // [B]: 1 where a row's cancel token stopped it
@@ -91,6 +101,7 @@ struct LladaParams {
     SelectRule select = SelectRule::kTopK;  // kTopK: the exact schedule; others: fast decoding
     double threshold = 0.9, factor = 1.0;
     CacheMode cache = CacheMode::kNone;
+    int64_t refresh_every = 0;  // with a cache: a full forward every N-th step of a block (0: block starts only)
     uint64_t seed = 0;
     RowNoise rows;
 };
@@ -105,6 +116,11 @@ struct MaskgitParams {
     std::vector<int64_t> schedule;  // [steps] floor(N * cos(pi/2 (s+1)/steps)) as the reference computes it
     double temperature = 1.0, guidance_scale = 0.0;
     int64_t resolution = 512;       // the uncond stream is uncond[:, :resolution+1] + cond[:, resolution+1:]
+    // The approximate mode: the call is one block, its step 0 (and every refresh_every-th) fills the
+    // cache, the steps between recompute the image region (kPrefix) or only the positions masked at
+    // the last fill (kDual) against the cached prompt.
+    CacheMode cache = CacheMode::kNone;
+    int64_t refresh_every = 0;
     uint64_t seed = 0;
     RowNoise rows;
 };
@@ -122,6 +138,7 @@ struct T2sParams {
     SelectRule select = SelectRule::kTopK;
     double threshold = 0.9, factor = 1.0;
     CacheMode cache = CacheMode::kNone;
+    int64_t refresh_every = 0;  // as LladaParams
     uint64_t seed = 0;
     RowNoise rows;
 };

@@ -42,6 +42,7 @@ from .tasks import ALL_UNITS, DIGITS, MAP_LETTERS, TASKS, TASKS_BY_NAME, Task
 
 FORMAT_VERSION = 1
 EVAL_SEED_OFFSET = 1_000_003  # evaluation examples use seed + this, training examples seed
+SNAPSHOT_EVERY = 500  # a long run caches the models of its shorter prefixes on the way
 
 
 @dataclass(frozen=True)
@@ -173,17 +174,19 @@ def sft_loss(model: TrainModel, ids, start: int, answer, keep, eps: float, gen: 
     return (nll / t.expand(b, g)[masked]).sum() / (b * g)
 
 
-def train(cfg: TrainConfig, tok: TextTokenizer, layout: TokenLayout, log=print) -> TrainModel:
-    """Train from scratch; deterministic for cfg.seed (at cfg.threads torch threads)."""
+def train(cfg: TrainConfig, tok: TextTokenizer, layout: TokenLayout, log=print, snapshot=None) -> TrainModel:
+    """Train from scratch; deterministic for cfg.seed (at cfg.threads torch threads).
+    snapshot(steps_done, model), when given, is called every SNAPSHOT_EVERY steps: the model then is
+    exactly the model of TrainConfig(steps=steps_done) (data, masks and schedule never look ahead)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
-        return _train(cfg, tok, layout, log)
+        return _train(cfg, tok, layout, log, snapshot)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(cfg: TrainConfig, tok: TextTokenizer, layout: TokenLayout, log) -> TrainModel:
+def _train(cfg: TrainConfig, tok: TextTokenizer, layout: TokenLayout, log, snapshot) -> TrainModel:
     torch.manual_seed(cfg.seed)
     inputs, outputs = vocabulary(tok, layout)
     model = TrainModel(cfg, inputs, outputs)
@@ -210,6 +213,8 @@ def _train(cfg: TrainConfig, tok: TextTokenizer, layout: TokenLayout, log) -> Tr
         if log and (step % 100 == 0 or step == cfg.steps - 1):
             parts = " ".join(f"{n}={v:.3f}" for n, v in zip(cfg.tasks, smooth))
             log(f"step {step:5d}  wall {time.perf_counter() - t0:6.0f} s  cpu {time.process_time() - c0:6.0f} s  {parts}")
+        if snapshot and (step + 1) % SNAPSHOT_EVERY == 0 and step + 1 < cfg.steps:
+            snapshot(step + 1, model)
     return model
 
 
@@ -250,7 +255,19 @@ def trained_checkpoint(cfg: TrainConfig | None = None, log=print) -> str:
         return final
     os.makedirs(cache_dir(), exist_ok=True)
     tok, layout = test_tokenizer()
-    model = train(cfg, tok, layout, log=log)
+
+    def snapshot(steps: int, model: TrainModel) -> None:
+        path = _cache_write(model, dataclasses.replace(cfg, steps=steps))
+        if log:
+            log(f"snapshot after {steps} steps: {path}")
+
+    _cache_write(train(cfg, tok, layout, log=log, snapshot=snapshot), cfg)
+    return final
+
+
+def _cache_write(model: TrainModel, cfg: TrainConfig) -> str:
+    """Write cfg's checkpoint into the cache atomically (temp dir + rename) -> its directory."""
+    final = os.path.join(cache_dir(), cfg.key())
     tmp = tempfile.mkdtemp(prefix=".tmp-", dir=cache_dir())
     try:
         write_checkpoint(model, tmp, cfg)
@@ -295,10 +312,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dynin_rt.testing.train", description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=TrainConfig.steps, help="optimizer steps")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch threads while training (part of the cache key)")
     ap.add_argument("--eval", type=int, default=100, metavar="N", help="examples per task for the accuracy (0: none)")
     ap.add_argument("--json", help="write the accuracies here")
     args = ap.parse_args(argv)
-    cfg = TrainConfig(steps=args.steps, seed=args.seed)
+    cfg = TrainConfig(steps=args.steps, seed=args.seed, threads=args.threads)
     t0 = time.perf_counter()
     path = trained_checkpoint(cfg)
     print(f"checkpoint: {path} ({time.perf_counter() - t0:.1f} s)")
