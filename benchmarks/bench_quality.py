@@ -19,33 +19,49 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine, write_json  # noqa: E402
+from common import write_json  # noqa: E402
 
 import dynin_rt  # noqa: E402
-from dynin_rt.testing.train import TrainConfig, eval_examples, generate, test_tokenizer, trained_checkpoint  # noqa: E402
-from dynin_rt.testing.tasks import TASKS_BY_NAME  # noqa: E402
+from dynin_rt.bench import machine  # noqa: E402
+from dynin_rt.runtime import FAST_CACHE, FAST_IMAGE_CACHE  # noqa: E402
+from dynin_rt.testing.train import (IMAGE_CONFIG, TrainConfig, eval_examples, generate, test_tokenizer,  # noqa: E402
+                                    trained_checkpoint)
+from dynin_rt.testing.tasks import DRAW, TASKS_BY_NAME  # noqa: E402
 
-# name -> generate options on top of each task's exact schedule (gen 16, block 8, 16 steps)
+# name -> generate options on top of each task's exact schedule (gen 16, block 8, 16 steps).
+# <cache>-<threshold>[-r<N>]: threshold decoding with that KV cache, refreshed every N-th step.
 SETTINGS = {
     "exact": {},
+    "fast": {"mode": "fast"},  # what mode="fast" does without options
     "exact-steps8": {"steps": 8},
     "exact-steps4": {"steps": 4},
+    "none-0.95": {"mode": "fast", "threshold": 0.95, "cache": "none"},
     "none-0.9": {"mode": "fast", "threshold": 0.9, "cache": "none"},
+    "none-0.8": {"mode": "fast", "threshold": 0.8, "cache": "none"},
     "none-0.7": {"mode": "fast", "threshold": 0.7, "cache": "none"},
-    "prefix-1.0": {"mode": "fast", "threshold": 1.0, "cache": "prefix"},
-    "dual-1.0": {"mode": "fast", "threshold": 1.0, "cache": "dual"},
-    "prefix-0.95": {"mode": "fast", "threshold": 0.95, "cache": "prefix"},
-    "prefix-0.9": {"mode": "fast", "threshold": 0.9, "cache": "prefix"},
-    "prefix-0.8": {"mode": "fast", "threshold": 0.8, "cache": "prefix"},
-    "prefix-0.7": {"mode": "fast", "threshold": 0.7, "cache": "prefix"},
-    "dual-0.95": {"mode": "fast", "threshold": 0.95, "cache": "dual"},
-    "dual-0.9": {"mode": "fast", "threshold": 0.9, "cache": "dual"},
-    "dual-0.8": {"mode": "fast", "threshold": 0.8, "cache": "dual"},
-    "dual-0.7": {"mode": "fast", "threshold": 0.7, "cache": "dual"},
-    "dual-factor1": {"mode": "fast", "factor": 1.0, "cache": "dual"},
+    "prefix-1.0": {"mode": "fast", "threshold": 1.0, "cache": "prefix", "refresh_every": 0},
+    "dual-1.0": {"mode": "fast", "threshold": 1.0, "cache": "dual", "refresh_every": 0},
+    "prefix-0.9": {"mode": "fast", "threshold": 0.9, "cache": "prefix", "refresh_every": 0},
+    "dual-0.95": {"mode": "fast", "threshold": 0.95, "cache": "dual", "refresh_every": 0},
+    "dual-0.9": {"mode": "fast", "threshold": 0.9, "cache": "dual", "refresh_every": 0},
+    "dual-0.8": {"mode": "fast", "threshold": 0.8, "cache": "dual", "refresh_every": 0},
+    "dual-0.7": {"mode": "fast", "threshold": 0.7, "cache": "dual", "refresh_every": 0},
+    "prefix-0.9-r2": {"mode": "fast", "threshold": 0.9, "cache": "prefix", "refresh_every": 2},
+    "dual-0.9-r2": {"mode": "fast", "threshold": 0.9, "cache": "dual", "refresh_every": 2},
+    "dual-0.9-r3": {"mode": "fast", "threshold": 0.9, "cache": "dual", "refresh_every": 3},
+    "dual-factor1": {"mode": "fast", "factor": 1.0, "cache": "dual", "refresh_every": 0},
     "none-factor1": {"mode": "fast", "factor": 1.0, "cache": "none"},
 }
-DEFAULT_FAST = "dual-0.9"  # what mode="fast" does without options today
+# The image yardstick (the draw task, MaskGIT, 8 steps): the approximate mode's caches and refreshes.
+IMAGE_SETTINGS = {
+    "exact": {},
+    "fast": {"mode": "fast"},
+    "prefix": {"cache": "prefix", "refresh_every": 0},
+    "prefix-r4": {"cache": "prefix", "refresh_every": 4},
+    "dual": {"cache": "dual", "refresh_every": 0},
+    "dual-r2": {"cache": "dual", "refresh_every": 2},
+    "dual-r4": {"cache": "dual", "refresh_every": 4},
+}
 
 
 def run_setting(model, examples, options, n_single: int) -> dict:
@@ -59,13 +75,14 @@ def run_setting(model, examples, options, n_single: int) -> dict:
         task = TASKS_BY_NAME[name]
         outputs = generate(model, task, exs, **options)
         rows = {"ok": [bool(task.correct(e, np.array(o))) for e, o in zip(exs, outputs)], "output": outputs,
-                "forwards": [], "tokens": [], "seconds": [], "batch_equal_single": []}
+                "forwards": [], "positions": [], "tokens": [], "seconds": [], "batch_equal_single": []}
         for ex, batched in zip(exs[:n_single], outputs):
             t0 = time.perf_counter()
             single = generate(model, task, [ex], **options)[0]
             rows["seconds"].append(time.perf_counter() - t0)
             stats = model.last_stats
             rows["forwards"].append(stats.forwards)
+            rows["positions"].append(stats.positions)
             rows["tokens"].append(sum(stats.committed_per_step))
             rows["batch_equal_single"].append(single == batched)
         out[name] = rows
@@ -81,6 +98,7 @@ def summarise(rows, exact_rows) -> dict:
             "accuracy": float(np.mean(r["ok"])),
             "agree_exact": float(np.mean([a == b for a, b in zip(r["output"], e["output"])])),
             "forwards": float(np.mean(r["forwards"])),
+            "positions": float(np.mean(r["positions"])),
             "tokens_per_forward": float(np.sum(r["tokens"]) / max(np.sum(r["forwards"]), 1)),
             "seconds": float(np.mean(r["seconds"])),
             "batch_equal_single": float(np.mean(r["batch_equal_single"])),
@@ -90,21 +108,27 @@ def summarise(rows, exact_rows) -> dict:
     return res
 
 
-def table(results: dict, tasks: list[str]) -> str:
-    """Markdown: one row per setting; accuracy per task (and the change against exact), forwards."""
+def table(results: dict, tasks: list[str], settings: dict) -> str:
+    """Markdown: one row per setting; accuracy per task, the worst change against exact over the
+    tasks, agreement with exact's outputs, forwards (and how many fewer than exact, averaged over the
+    tasks), positions computed relative to exact (what a cached step saves), time."""
     exact = results["exact"]
-    head = "| setting | " + " | ".join(tasks) + " | mean acc | worst change | forwards | fewer forwards | tok/fwd | ms/example |"
-    lines = [head, "|" + "---|" * (len(tasks) + 7)]
+    head = ("| setting | options | " + " | ".join(tasks) + " | mean acc | worst change | agree exact | forwards | "
+            "fewer forwards | tok/fwd | compute vs exact | ms/example |")
+    lines = [head, "|" + "---|" * (len(tasks) + 10)]
     for name, res in results.items():
         accs = [res[t]["accuracy"] for t in tasks]
         deltas = [res[t]["accuracy"] - exact[t]["accuracy"] for t in tasks]
         fwd = np.mean([res[t]["forwards"] for t in tasks])
-        ratio = np.mean([exact[t]["forwards"] for t in tasks]) / fwd
+        ratio = np.mean([exact[t]["forwards"] for t in tasks]) / fwd  # of the means: the stricter
+        compute = np.mean([res[t]["positions"] / exact[t]["positions"] for t in tasks])
+        agree = np.mean([res[t]["agree_exact"] for t in tasks])
         tpf = np.mean([res[t]["tokens_per_forward"] for t in tasks])
         ms = 1e3 * np.mean([res[t]["seconds"] for t in tasks])
         cells = [f"{100 * a:.0f}" for a in accs]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {100 * np.mean(accs):.1f} | {100 * min(deltas):+.1f} | "
-                     f"{fwd:.1f} | {ratio:.1f}x | {tpf:.2f} | {ms:.0f} |")
+        opts = ", ".join(f"{k}={v}" for k, v in settings[name].items()) or "(official schedule)"
+        lines.append(f"| {name} | {opts} | " + " | ".join(cells) + f" | {100 * np.mean(accs):.1f} | {100 * min(deltas):+.1f} | "
+                     f"{100 * agree:.0f}% | {fwd:.1f} | {ratio:.1f}x | {tpf:.2f} | {compute:.2f} | {ms:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -145,6 +169,44 @@ def plot(results: dict, tasks: list[str], path: str, worst: str) -> None:
     img.save(path)
 
 
+def image_study(n: int, n_single: int, names: list[str], out: str) -> dict:
+    """The approximate MaskGIT modes on the image yardstick: accuracy, exact-output and per-code
+    agreement with exact mode, positions computed, time, and the pixel PSNR between the exact and
+    the approximate codes after a MAGVIT-v2 decode (a random ch-32 decoder: the decoder is the same
+    on both sides, so this measures what the differing codes do to pixels, not image quality)."""
+    from dynin_rt.testing.magvit import write_magvit
+    from dynin_rt.tokenizers.magvit import MagvitV2
+
+    model = dynin_rt.load(trained_checkpoint(IMAGE_CONFIG), backend="cpu")
+    tok, layout = test_tokenizer()
+    examples = {DRAW.name: eval_examples(DRAW, tok, layout, n)}
+    magvit = MagvitV2.from_pretrained(write_magvit(os.path.join(out, "magvit_ch32"), ch=32, seed=0), backend="torch")
+    raw, results = {}, {}
+    for name in names:
+        raw[name] = run_setting(model, examples, IMAGE_SETTINGS[name], n_single)
+        res = summarise(raw[name], raw["exact"])[DRAW.name]
+        codes, exact = np.array(raw[name][DRAW.name]["output"]), np.array(raw["exact"][DRAW.name]["output"])
+        res["code_agreement"] = float((codes == exact).mean())
+        mse = np.mean((magvit.decode(codes).astype(np.float64) - magvit.decode(exact).astype(np.float64)) ** 2)
+        res["psnr_db"] = float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
+        results[name] = res
+        print(f"image {name:10s} acc={100 * res['accuracy']:.0f} agree={100 * res['agree_exact']:.0f}% "
+              f"codes={100 * res['code_agreement']:.1f}% psnr={res['psnr_db']:.1f} dB", flush=True)
+    return results
+
+
+def image_table(results: dict) -> str:
+    exact = results["exact"]
+    lines = ["| setting | options | accuracy | change | images = exact | codes = exact | PSNR vs exact (dB) | forwards | "
+             "compute vs exact | ms/image |", "|" + "---|" * 10]
+    for name, r in results.items():
+        opts = ", ".join(f"{k}={v}" for k, v in IMAGE_SETTINGS[name].items()) or "(official sampler)"
+        lines.append(f"| {name} | {opts} | {100 * r['accuracy']:.0f} | {100 * (r['accuracy'] - exact['accuracy']):+.0f} | "
+                     f"{100 * r['agree_exact']:.0f}% | {100 * r['code_agreement']:.1f}% | {r['psnr_db']:.1f} | "
+                     f"{r['forwards']:.0f} | {r['positions'] / exact['positions']:.2f} | {1e3 * r['seconds']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=100, help="examples per task (accuracy, one batched call each)")
@@ -152,14 +214,19 @@ def main(argv=None) -> int:
     ap.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated names of SETTINGS")
     ap.add_argument("--tasks", default=",".join(TrainConfig().tasks))
     ap.add_argument("--checkpoint", help="a trained checkpoint directory (default: the cached TrainConfig() model)")
+    ap.add_argument("--image-settings", default=",".join(IMAGE_SETTINGS), help="comma-separated names of IMAGE_SETTINGS "
+                    "('' skips the image yardstick)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "quality"))
     args = ap.parse_args(argv)
     names = args.settings.split(",")
-    unknown = [n for n in names if n not in SETTINGS]
+    image_names = [n for n in args.image_settings.split(",") if n]
+    unknown = [n for n in names if n not in SETTINGS] + [n for n in image_names if n not in IMAGE_SETTINGS]
     if unknown:
-        ap.error(f"unknown settings {unknown}; known: {list(SETTINGS)}")
+        ap.error(f"unknown settings {unknown}; known: {list(SETTINGS)}, image: {list(IMAGE_SETTINGS)}")
     if "exact" not in names:
         names = ["exact"] + names
+    if image_names and "exact" not in image_names:
+        image_names = ["exact"] + image_names
     tasks = args.tasks.split(",")
     path = args.checkpoint or trained_checkpoint()
     model = dynin_rt.load(path, backend="cpu")
@@ -173,14 +240,19 @@ def main(argv=None) -> int:
         accs = " ".join(f"{t}={100 * results[name][t]['accuracy']:.0f}" for t in tasks)
         print(f"{name:14s} {time.perf_counter() - t0:6.1f}s  {accs}", flush=True)
     os.makedirs(args.out, exist_ok=True)
-    md = table(results, tasks)
+    md = table(results, tasks, SETTINGS)
+    image = image_study(args.n, args.n_single, image_names, args.out) if image_names else {}
+    if image:
+        md += "\nImage yardstick (the draw task, MaskGIT, 16 codes in 8 steps, temperature 1):\n\n" + image_table(image)
     print(md)
     with open(os.path.join(args.out, "quality_table.md"), "w", encoding="utf-8") as f:
         f.write(md)
     plot(results, tasks, os.path.join(args.out, "quality_plot.png"), worst="pairs")
     write_json(os.path.join(args.out, "quality.json"), {
         "checkpoint": path, "n_per_task": args.n, "machine": machine(), "settings": {n: SETTINGS[n] for n in names},
-        "default_fast": DEFAULT_FAST, "results": results})
+        "fast_defaults": {"text_speech": FAST_CACHE, "image": FAST_IMAGE_CACHE}, "results": results,
+        "image": {"checkpoint": trained_checkpoint(IMAGE_CONFIG) if image else None,
+                  "settings": {n: IMAGE_SETTINGS[n] for n in image_names}, "results": image}})
     return 0
 
 

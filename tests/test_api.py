@@ -115,6 +115,17 @@ def test_fast_mode_runs_and_reports_commits(omni):
     assert r.stats["steps"] <= 16 and sum(r.stats["committed_per_step"]) == 16
 
 
+def test_image_fast_mode_reuses_the_prompt_and_is_labelled(omni):
+    model, _ = omni
+    kw = dict(output="image", resolution=64, steps=6, seed=1, progress=False)
+    exact = model.generate("a red fox", **kw)
+    fast = model.generate("a red fox", mode="fast", **kw)
+    # the same steps, fewer positions computed (the prompt's K/V come from the cache between refreshes)
+    assert fast.stats["forwards"] == exact.stats["forwards"]
+    assert fast.stats["positions"] < exact.stats["positions"]
+    assert fast.image.size == exact.image.size == (64, 64)
+
+
 def test_inputs_are_not_modified(omni):
     model, _ = omni
     image, wav = IMAGE.copy(), WAV.copy()
@@ -171,7 +182,7 @@ def test_save_checks_the_path_in_one_line(tmp_path):
         (dict(prompt="x", temperature=-1.0), ValueError, "temperature"),
         (dict(prompt="x", resolution=100, output="image"), ValueError, "multiple of 16"),
         (dict(prompt="x", think=True, output="image"), ValueError, "think= applies to text chat"),
-        (dict(prompt="x", output="image", mode="fast"), ValueError, "no fast mode"),
+        (dict(prompt="x", output="image", mode="fast", threshold=0.5), ValueError, "image sampler's fast mode"),
         (dict(prompt="x", threshold=0.5), ValueError, "mode='fast'"),
         (dict(prompt="x", audio=WAV), ValueError, "sample_rate="),
         (dict(prompt="x " * 3000, max_new_tokens=8, steps=8, block_length=8), ValueError, "exceeds the context"),

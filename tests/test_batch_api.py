@@ -64,6 +64,7 @@ def test_image_rows_equal_each_request_alone(omni):
     (dict(prompt="x", output="speech", voice="male-sad"), dict(prompt="y", output="speech"), True),
     (dict(prompt="x", output="speech", max_new_tokens=16), dict(prompt="y", output="speech", max_new_tokens=32), False),
     (dict(prompt="x", output="image", resolution=32), dict(prompt="x", output="image", resolution=64), False),
+    (dict(prompt="x", output="image"), dict(prompt="x", output="image", mode="fast"), False),
 ])
 def test_batch_key(a, b, same):
     assert (batch_key(a) == batch_key(b)) is same
@@ -72,7 +73,7 @@ def test_batch_key(a, b, same):
 @pytest.mark.parametrize("request_, message", [
     (dict(prompt="x", colour="red"), "unknown request keys"),
     (dict(prompt="x", max_new_tokens=12, block_length=8), "multiple of block_length"),
-    (dict(prompt="x", output="image", mode="fast"), "fast mode"),
+    (dict(prompt="x", output="image", mode="fast", threshold=0.5), "image sampler.s fast mode"),
     (dict(prompt="x", voice="alloy"), "voice= applies"),
 ])
 def test_batch_key_refuses_what_generate_refuses(request_, message):

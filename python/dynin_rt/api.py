@@ -112,6 +112,9 @@ def _options(spec: TaskSpec, given: dict) -> dict:
                          "or threshold decoding); use mode='exact'")
     if opts["threshold"] is not None and opts["mode"] != "fast":
         raise ValueError("threshold= applies to mode='fast'")
+    if opts["threshold"] is not None and spec.sampler == "maskgit":
+        raise ValueError("threshold= applies to the text and speech samplers; the image sampler's fast mode reuses "
+                         "the prompt's K/V only")
     if "voice" in spec.options:
         opts["voice"] = voice_style(opts.get("voice"))
     return opts

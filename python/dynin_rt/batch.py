@@ -38,7 +38,7 @@ REQUEST_KEYS = OPTIONS + ("prompt", "image", "video", "audio", "sample_rate", "o
 CancelToken = _C.CancelToken
 _SHARED = {
     "llada": ("mode", "threshold", "temperature", "cfg_scale", "block_length", "resolution", "frames"),
-    "maskgit": ("steps", "temperature", "cfg_scale", "resolution"),
+    "maskgit": ("mode", "steps", "temperature", "cfg_scale", "resolution"),
     "t2s": ("mode", "threshold", "temperature", "cfg_scale", "block_length", "steps", "max_new_tokens"),
 }
 
@@ -240,8 +240,8 @@ def _run_image(denoiser: Denoiser, rows: list[_Row], pairs: list, cancels: list,
     ids, mask = _stack([p[0] for p in pairs])
     un_ids, un_mask = _stack([p[1] for p in pairs]) if opts["cfg_scale"] > 0 else (None, None)
     params = image_params(seq_len=n, timesteps=opts["steps"], guidance_scale=opts["cfg_scale"],
-                          temperature=opts["temperature"], resolution=rows[0].spec.parts.uncond_prefix, seed=0,
-                          row_seeds=[int(r.opts["seed"]) for r in rows], noise_rows=[0] * len(rows))
+                          temperature=opts["temperature"], resolution=rows[0].spec.parts.uncond_prefix, mode=opts["mode"],
+                          seed=0, row_seeds=[int(r.opts["seed"]) for r in rows], noise_rows=[0] * len(rows))
     model = denoiser.model
     with phases("generate"):
         codes = model.generate_image(ids, mask, un_ids, un_mask, params, row_cancel=cancels)  # [B, n]

@@ -27,7 +27,7 @@ CACHES = ("none", "prefix", "dual")
 # Fast mode's KV reuse (cache, refresh_every), chosen by the trained yardstick
 # (benchmarks/bench_quality.py, docs/fast-mode.md), not by the papers.
 FAST_CACHE = ("dual", 0)
-FAST_IMAGE_CACHE = ("dual", 0)
+FAST_IMAGE_CACHE = ("dual", 4)
 BACKENDS = ("auto", "cpu", "cuda")
 
 

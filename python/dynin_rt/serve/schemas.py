@@ -320,7 +320,7 @@ def _image_common(body, limits: Limits) -> dict:
     if not isinstance(prompt, str) or not prompt.strip():
         raise _bad("prompt must be a non-empty string", "prompt")
     return {"prompt": prompt, "output": "image", **_size(body, limits),
-            **_diffusion(body, limits, names=("steps", "cfg_scale"))}
+            **_diffusion(body, limits, names=("steps", "mode", "cfg_scale"))}
 
 
 def image_generation(body: dict, limits: Limits) -> Job:

@@ -33,7 +33,8 @@ class ImageTask:
             raise ValueError(f"an image of {n} tokens does not fit the context of {denoiser.max_len}: lower resolution")
         with phases("generate"):
             params = image_params(seq_len=n, timesteps=opts["steps"], guidance_scale=opts["cfg_scale"],
-                                  temperature=opts["temperature"], resolution=self.uncond_prefix, seed=opts["seed"])
+                                  temperature=opts["temperature"], resolution=self.uncond_prefix, mode=opts["mode"],
+                                  seed=opts["seed"])
             codes = denoiser.image(canvas, uncond if opts["cfg_scale"] > 0 else None, params, opts.get("cancel"))  # [1, n]
         with phases("decode"):
             pixels = opts["image_tokenizer"].decode(codes)  # [1, 16 side, 16 side, 3]
@@ -57,17 +58,17 @@ def _image_edit(job: Job, n: int):
 _T2I = ImageTask(_text_to_image, uncond_prefix=512)
 _I2I = ImageTask(_image_edit, uncond_prefix=336)
 
-# Official defaults: docs/samplers.md, "Official defaults per task". MaskGIT recomputes every
-# position at every step, so there is nothing for a fast mode to reuse.
+# Official defaults: docs/samplers.md, "Official defaults per task". Fast mode: the prompt's K/V
+# reused between refreshes (runtime.FAST_IMAGE_CACHE, docs/fast-mode.md).
 register(TaskSpec(
     name="t2i", title="text to image", sampler="maskgit", output="image", media=None, prompt_required=True,
-    tokenizers=("image",), defaults=dict(steps=20, cfg_scale=3.5, temperature=1.0, resolution=512), modes=("exact",),
+    tokenizers=("image",), defaults=dict(steps=20, cfg_scale=3.5, temperature=1.0, resolution=512),
     run=_T2I.run, parts=_T2I, output_file="t2i.png",
     bench_prompt="A red fox in the snow", bench=dict(resolution=256, steps=16),
 ))
 register(TaskSpec(
     name="i2i", title="image editing", sampler="maskgit", output="image", media="image", prompt_required=True,
-    tokenizers=("image",), defaults=dict(steps=64, cfg_scale=3.5, temperature=1.0, resolution=336), modes=("exact",),
+    tokenizers=("image",), defaults=dict(steps=64, cfg_scale=3.5, temperature=1.0, resolution=336),
     run=_I2I.run, parts=_I2I, output_file="i2i.png",
     bench_prompt="Make it night", bench=dict(resolution=256, steps=16),
 ))

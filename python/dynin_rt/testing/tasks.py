@@ -14,7 +14,11 @@ region the model must fill. The mix spans what parallel decoding finds easy and 
   which is the failure parallel decoding must avoid;
 * ``t2s`` - text-to-speech format: digits -> speech units (ids L + 8192 + u) in a T2S canvas, one
   unit per spoken digit;
-* ``s2t`` - speech-recognition format: those units in the prompt -> the digits.
+* ``s2t`` - speech-recognition format: those units in the prompt -> the digits;
+* ``draw`` - text-to-image format for the MaskGIT sampler: four digits -> a 4 x 4 grid of image
+  codes, row r a "stroke" of digit r in one of two variants chosen freely (codes 8d + 4v + j,
+  j = 0..3). A row is right when its four codes are one variant, in order: committing a row's
+  codes in parallel from their marginals mixes the variants.
 
 Answers are filled to the region length with EOS, as in LLaDA SFT (the T2S answer ends with
 <|eoa|> first). Examples are a pure function of (task, seed, index), so data is deterministic.
@@ -29,6 +33,8 @@ from .. import prompts
 from ..tokens import EOA_ID, EOS_ID, MASK_ID, TextTokenizer, TokenLayout
 
 DIGITS = "0123456789"
+DRAW_ROWS = 4  # the draw task's grid: DRAW_ROWS rows of 4 codes
+DRAW_TEXT_BLOCK = 16  # max_text_len of its t2i template (the release uses 128)
 MAP_LETTERS = "jhcaegbfid"  # digit d -> MAP_LETTERS[d]
 T2S_TEXT_BLOCK = 56  # max_text_len of the T2S template here (the release uses 1024): 4 [iPAD] pads
 T2S_INSTRUCTION = "Speak the given text."  # one of the official T2S instructions (the shortest)
@@ -76,10 +82,12 @@ class Task:
 
     def correct(self, ex: Example, output: np.ndarray) -> bool:
         """Is ``output`` right? Text tasks: the generated ids of the answer region [G]; speech: the
-        units the T2S sampler returns [n] (cut at the first end token)."""
+        units the T2S sampler returns [n] (cut at the first end token); image: the codes [N]."""
         output = np.asarray(output)
         if self.kind == "speech":
             return bool(np.array_equal(output, ex.info[0]))
+        if self.kind == "image":
+            return _draw_correct(ex, output)
         if self.name == "pairs":
             return _pairs_correct(ex, output)
         return bool(np.array_equal(output, ex.answer))
@@ -90,13 +98,15 @@ def _text_example(task: Task, tok: TextTokenizer, user: str, answer_ids: list[in
     return _with_region(task, prompt, answer_ids, None, info)
 
 
-def _with_region(task: Task, prompt: np.ndarray, answer_ids: list[int], keep, info: tuple) -> Example:
+def _with_region(task: Task, prompt: np.ndarray, answer_ids: list[int], keep, info: tuple, after=()) -> Example:
+    """The canvas prompt + [MASK] * gen_length + after (the image's <|eoi|>)."""
     if len(answer_ids) > task.gen_length:
         raise ValueError(f"{task.name}: answer of {len(answer_ids)} tokens > gen_length {task.gen_length}")
     answer = np.array(answer_ids + [EOS_ID] * (task.gen_length - len(answer_ids)), dtype=np.int64)
-    ids = np.concatenate([prompt.astype(np.int64), np.full(task.gen_length, MASK_ID, dtype=np.int64)])
+    ids = np.concatenate([prompt.astype(np.int64), np.full(task.gen_length, MASK_ID, dtype=np.int64),
+                          np.array(after, dtype=np.int64)])
     if keep is not None:
-        keep = np.concatenate([keep.astype(np.int64), np.ones(task.gen_length, dtype=np.int64)])
+        keep = np.concatenate([keep.astype(np.int64), np.ones(task.gen_length + len(after), dtype=np.int64)])
     return Example(ids, len(prompt), answer, keep, info)
 
 
@@ -168,8 +178,28 @@ def _s2t(task, tok, layout, rng):
     return _with_region(task, prompt, tok.encode(_s(x)), None, ())
 
 
+def draw_code(digit: int, variant: int, j: int) -> int:
+    return 8 * digit + 4 * variant + j
+
+
+def _draw(task, tok, layout, rng):
+    x = _digits(rng, DRAW_ROWS)
+    variants = [int(v) for v in rng.integers(0, 2, DRAW_ROWS)]
+    codes = [draw_code(d, v, j) for d, v in zip(x, variants) for j in range(4)]
+    canvas = prompts.text_to_image(tok, "draw:" + _s(x), num_image_tokens=task.gen_length, max_text_len=DRAW_TEXT_BLOCK)
+    ids, keep = canvas.input_ids[0].numpy(), canvas.attention_mask[0].numpy()
+    n = task.gen_length
+    return _with_region(task, ids[: -n - 1], layout.image_ids(codes), keep[: -n - 1], (tuple(x),), after=ids[-1:])
+
+
+def _draw_correct(ex: Example, codes: np.ndarray) -> bool:
+    rows = np.asarray(codes).reshape(DRAW_ROWS, 4).tolist()
+    return all(row in ([draw_code(d, 0, j) for j in range(4)], [draw_code(d, 1, j) for j in range(4)])
+               for row, d in zip(rows, ex.info[0]))
+
+
 _BUILDERS = {"map": _map, "count": _count, "max": _max, "sort": _sort, "add": _add, "pairs": _pairs, "t2s": _t2s,
-             "s2t": _s2t}
+             "s2t": _s2t, "draw": _draw}
 _TASK_IDS = {name: i for i, name in enumerate(_BUILDERS)}
 
 # gen_length 16 in blocks of 8 (two blocks: the cache policies see a block boundary), one token
@@ -184,4 +214,7 @@ TASKS = (
     Task("t2s", "speech", 16, 8, 16, 8),
     Task("s2t", "text", 16, 8, 16, 8),
 )
-TASKS_BY_NAME = {t.name: t for t in TASKS}
+# The image task trains apart (its own model, IMAGE_CONFIG in train.py): the MaskGIT sampler, 16
+# codes in 8 cosine-schedule steps, the t2i default temperature 1.0.
+DRAW = Task("draw", "image", 4 * DRAW_ROWS, 4 * DRAW_ROWS, 8, DRAW_ROWS)
+TASKS_BY_NAME = {t.name: t for t in (*TASKS, DRAW)}

@@ -36,13 +36,14 @@ from torch import nn
 
 from ..checkpoint import parse_config
 from ..reference.model import Block, keep_mask_bias, rms_norm, rope_tables
-from ..tokens import BOS_ID, EOA_ID, EOS_ID, RELEASE_TEXT_VOCAB, TextTokenizer, TokenLayout
+from ..tokens import BOS_ID, EOA_ID, EOS_ID, IMAGE_CODEBOOK_SIZE, RELEASE_TEXT_VOCAB, TextTokenizer, TokenLayout
 from .backbone import FIRST_SPECIAL_ID, RELEASE_VOCAB, tiny_config, write_tokenizer
-from .tasks import ALL_UNITS, DIGITS, MAP_LETTERS, TASKS, TASKS_BY_NAME, Task
+from .tasks import ALL_UNITS, DIGITS, DRAW, MAP_LETTERS, TASKS, TASKS_BY_NAME, Task
 
 FORMAT_VERSION = 1
 EVAL_SEED_OFFSET = 1_000_003  # evaluation examples use seed + this, training examples seed
 SNAPSHOT_EVERY = 500  # a long run caches the models of its shorter prefixes on the way
+DRAW_CODES = 80  # the draw task's image codes: 8 per digit
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,18 @@ class TrainConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def vocabulary(tok: TextTokenizer, layout: TokenLayout) -> tuple[list[int], list[int]]:
+# The image yardstick: the draw task alone (MaskGIT's canvas and softmax differ from the text tasks').
+IMAGE_CONFIG = TrainConfig(tasks=(DRAW.name,), steps=1500)
+
+
+def vocabulary(tok: TextTokenizer, layout: TokenLayout, image: bool = False) -> tuple[list[int], list[int]]:
     """(input ids, output ids) the tasks use, sorted. Inputs: every byte, every special id, the
     units of the speech tasks. Outputs: what answers are made of (digits, the map's letters, the
-    units, <|eoa|>, EOS)."""
+    units, <|eoa|>, EOS). image: also the draw task's codes, in and out."""
     units = layout.speech_ids(ALL_UNITS)
-    inputs = sorted(set(range(256)) | set(range(FIRST_SPECIAL_ID, len(tok))) | set(units))
-    outputs = sorted(set(tok.encode(DIGITS + MAP_LETTERS)) | set(units) | {EOA_ID, EOS_ID})
+    codes = set(layout.image_ids(range(DRAW_CODES))) if image else set()
+    inputs = sorted(set(range(256)) | set(range(FIRST_SPECIAL_ID, len(tok))) | set(units) | codes)
+    outputs = sorted(set(tok.encode(DIGITS + MAP_LETTERS)) | set(units) | {EOA_ID, EOS_ID} | codes)
     return inputs, outputs
 
 
@@ -82,7 +88,7 @@ class TrainModel(nn.Module):
     """The reference blocks between a compact embedding (input rows) and a compact head (output
     rows); export() scatters them into the full 138752-row tensors."""
 
-    def __init__(self, cfg: TrainConfig, inputs: list[int], outputs: list[int]):
+    def __init__(self, cfg: TrainConfig, inputs: list[int], outputs: list[int], image_rows: list[int] = ()):
         super().__init__()
         self.mcfg = parse_config(self.hf_config(cfg))
         d = cfg.d_model
@@ -98,6 +104,9 @@ class TrainModel(nn.Module):
         self.register_buffer("to_in", to_in, persistent=False)
         self.register_buffer("to_out", to_out, persistent=False)
         self.log_rest = math.log(RELEASE_VOCAB - len(outputs))
+        # the MaskGIT sampler's softmax runs over the image codebook only: its untrained rows are the rest
+        self.image_rows = torch.tensor([self.to_out[i] for i in image_rows], dtype=torch.long)
+        self.image_log_rest = math.log(IMAGE_CODEBOOK_SIZE - len(image_rows)) if len(image_rows) else 0.0
         self._init(cfg)
 
     @staticmethod
@@ -121,11 +130,15 @@ class TrainModel(nn.Module):
             x = block(x, self.mcfg, sin, cos, bias)
         return rms_norm(x, self.ln_f, self.mcfg.rms_norm_eps)
 
-    def full_log_softmax(self, h: torch.Tensor) -> torch.Tensor:
+    def full_log_softmax(self, h: torch.Tensor, image: bool = False) -> torch.Tensor:
         """h [n, D] -> log-probabilities [n, U] of the output rows under the full-vocabulary softmax
-        (the N_rest zero-logit rows enter the denominator as one log(N_rest) column)."""
+        (the N_rest zero-logit rows enter the denominator as one log(N_rest) column). image: over
+        the image codebook, as MaskGIT reads it -> [n, len(image_rows)] in image_rows order."""
         logits = self.head(h)
-        rest = torch.full_like(logits[:, :1], self.log_rest)
+        log_rest = self.log_rest
+        if image:
+            logits, log_rest = logits[:, self.image_rows], self.image_log_rest
+        rest = torch.full_like(logits[:, :1], log_rest)
         return logits - torch.logsumexp(torch.cat([logits, rest], dim=1), dim=1, keepdim=True)
 
     def export(self) -> dict[str, torch.Tensor]:
@@ -157,19 +170,22 @@ class Batches:
         return ids, exs[0].region_start, answer, keep
 
 
-def sft_loss(model: TrainModel, ids, start: int, answer, keep, eps: float, gen: torch.Generator) -> torch.Tensor:
+def sft_loss(model: TrainModel, ids, start: int, answer, keep, eps: float, gen: torch.Generator,
+             image: bool = False) -> torch.Tensor:
     """The LLaDA SFT loss of one batch: ids [B, T] with the answer region [start, start + G) holding
-    [MASK]; answer [B, G] the targets."""
+    [MASK]; answer [B, G] the targets. image: image codes, scored as the MaskGIT sampler reads them."""
     b, g = answer.shape
     # t ~ U(eps, 1), stratified over the batch (one draw per slice of width 1/b): the same objective
     # with a lower-variance estimate
     t = eps + (1.0 - eps) * (torch.arange(b).unsqueeze(1) + torch.rand(b, 1, generator=gen)) / b
     masked = torch.rand(b, g, generator=gen) < t
     x = ids.clone()
-    x[:, start:] = torch.where(masked, ids[:, start:], answer)
-    h = model.hidden(x, keep)[:, start:][masked]
-    logp = model.full_log_softmax(h)
+    x[:, start:start + g] = torch.where(masked, ids[:, start:start + g], answer)
+    h = model.hidden(x, keep)[:, start:start + g][masked]
+    logp = model.full_log_softmax(h, image)
     target = model.to_out[answer[masked]]
+    if image:  # the position within image_rows
+        target = torch.searchsorted(model.image_rows, target)
     nll = -logp.gather(1, target[:, None])[:, 0]
     return (nll / t.expand(b, g)[masked]).sum() / (b * g)
 
@@ -188,8 +204,9 @@ def train(cfg: TrainConfig, tok: TextTokenizer, layout: TokenLayout, log=print, 
 
 def _train(cfg: TrainConfig, tok: TextTokenizer, layout: TokenLayout, log, snapshot) -> TrainModel:
     torch.manual_seed(cfg.seed)
-    inputs, outputs = vocabulary(tok, layout)
-    model = TrainModel(cfg, inputs, outputs)
+    image = any(TASKS_BY_NAME[n].kind == "image" for n in cfg.tasks)
+    inputs, outputs = vocabulary(tok, layout, image)
+    model = TrainModel(cfg, inputs, outputs, image_rows=layout.image_ids(range(DRAW_CODES)) if image else ())
     decay = [p for p in model.parameters() if p.dim() == 2]
     other = [p for p in model.parameters() if p.dim() != 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}],
@@ -204,7 +221,7 @@ def _train(cfg: TrainConfig, tok: TextTokenizer, layout: TokenLayout, log, snaps
     for step in range(cfg.steps):
         opt.zero_grad(set_to_none=True)
         for i, d in enumerate(data):  # every task in every step
-            loss = sft_loss(model, *d.get(step, cfg.batch_per_task), cfg.eps, gen)
+            loss = sft_loss(model, *d.get(step, cfg.batch_per_task), cfg.eps, gen, image=d.task.kind == "image")
             loss.backward()
             smooth[i] = loss.item() if math.isnan(smooth[i]) else 0.9 * smooth[i] + 0.1 * loss.item()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -290,6 +307,11 @@ def generate(model, task: Task, exs: list, **options) -> list:
     -> per example the answer-region ids (text tasks) or the units (speech tasks), as lists."""
     kw = dict(gen_length=task.gen_length, steps=task.steps, block_length=task.block_length)
     kw.update(options)
+    if task.kind == "image":  # MaskGIT: the region is the image; steps are its timesteps
+        ids, keep = np.stack([e.ids for e in exs]), np.stack([e.keep for e in exs])
+        kw = {"seq_len": task.gen_length, "timesteps": kw.pop("steps"), **{k: v for k, v in kw.items()
+                                                                           if k not in ("gen_length", "block_length")}}
+        return model.generate_image(ids, keep, **kw).tolist()
     if task.kind == "speech":
         kw["max_new_tokens"] = kw.pop("gen_length")
         ids, keep = np.stack([e.ids for e in exs]), np.stack([e.keep for e in exs])
@@ -310,13 +332,15 @@ def evaluate(model, tasks, tok, layout, n: int, seed: int = 0, **options) -> dic
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dynin_rt.testing.train", description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=TrainConfig.steps, help="optimizer steps")
+    ap.add_argument("--steps", type=int, help=f"optimizer steps (default {TrainConfig.steps}; --image: {IMAGE_CONFIG.steps})")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch threads while training (part of the cache key)")
     ap.add_argument("--eval", type=int, default=100, metavar="N", help="examples per task for the accuracy (0: none)")
     ap.add_argument("--json", help="write the accuracies here")
+    ap.add_argument("--image", action="store_true", help="the image yardstick (the draw task, MaskGIT) instead")
     args = ap.parse_args(argv)
-    cfg = TrainConfig(steps=args.steps, seed=args.seed, threads=args.threads)
+    base = IMAGE_CONFIG if args.image else TrainConfig()
+    cfg = dataclasses.replace(base, steps=args.steps or base.steps, seed=args.seed, threads=args.threads)
     t0 = time.perf_counter()
     path = trained_checkpoint(cfg)
     print(f"checkpoint: {path} ({time.perf_counter() - t0:.1f} s)")
