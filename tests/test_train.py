@@ -10,7 +10,7 @@ import torch
 
 from dynin_rt.testing import tasks as T
 from dynin_rt.testing import train as tr
-from dynin_rt.tokens import EOA_ID, EOS_ID, MASK_ID
+from dynin_rt.tokens import EOA_ID, EOI_ID, EOS_ID, MASK_ID
 
 TINY = tr.TrainConfig(d_model=32, n_layers=1, n_heads=2, mlp_hidden_size=64, tasks=("map", "pairs", "t2s"), steps=6,
                       batch_per_task=4, warmup=2, lr=0.03)
@@ -120,3 +120,41 @@ def test_pairs_accepts_every_valid_answer_and_nothing_else(tok_layout):
     for wrong in ([d[a], d[a]], [d[b], d[b]], [d[a], EOS_ID]):  # one digit twice, a digit missing
         assert not task.correct(ex, np.array(wrong + rest + eos))
     assert not task.correct(ex, np.array([d[a], d[b]] + rest + eos[:-1] + [d[0]]))  # junk after the answer
+
+
+TINY_DRAW = dataclasses.replace(TINY, tasks=("draw",))
+
+
+def test_draw_task_scores_as_the_maskgit_sampler_reads_it(tok_layout, tmp_path):
+    # the draw task's loss is a softmax over the 8192 image columns (the untrained ones at logit 0),
+    # which is what the MaskGIT sampler computes from the exported checkpoint
+    from dynin_rt.reference import DyninOmni
+
+    tok, layout = tok_layout
+    model = tr.train(TINY_DRAW, tok, layout, log=None)
+    ref = DyninOmni.from_pretrained(tr.write_checkpoint(model, str(tmp_path / "ckpt"), TINY_DRAW))
+    ex = T.DRAW.example(tok, layout, 0, 0)
+    ids, keep = torch.from_numpy(ex.ids)[None], torch.from_numpy(ex.keep)[None]
+    image_cols = torch.arange(layout.image_offset, layout.image_offset + layout.image_codebook)
+    logits = ref(ids, keep)[0, ex.region_start:ex.region_start + T.DRAW.gen_length].double()
+    full = torch.log_softmax(logits[:, image_cols], -1)[:, torch.tensor(layout.image_ids(range(tr.DRAW_CODES))) - layout.image_offset]
+    with torch.no_grad():
+        h = model.hidden(ids, keep)[0, ex.region_start:ex.region_start + T.DRAW.gen_length]
+        compact = model.full_log_softmax(h, image=True).double()
+    torch.testing.assert_close(full, compact, atol=2e-5, rtol=0)
+
+
+def test_draw_accepts_either_variant_per_row_and_nothing_mixed(tok_layout):
+    tok, layout = tok_layout
+    ex = T.DRAW.example(tok, layout, 0, 4)
+    digits = ex.info[0]
+    assert ex.ids[-1] == EOI_ID and ex.region_start + T.DRAW.gen_length == len(ex.ids) - 1  # <|eoi|> closes the region
+    assert np.all(ex.ids[ex.region_start:ex.region_start + T.DRAW.gen_length] == MASK_ID)
+    for variants in ([0, 0, 0, 0], [1, 0, 1, 1]):
+        codes = [T.draw_code(d, v, j) for d, v in zip(digits, variants) for j in range(4)]
+        assert T.DRAW.correct(ex, np.array(codes))
+    good = [T.draw_code(d, 0, j) for d in digits for j in range(4)]
+    mixed = good.copy()
+    mixed[2] = T.draw_code(digits[0], 1, 2)  # one code of the other variant
+    assert not T.DRAW.correct(ex, np.array(mixed))
+    assert not T.DRAW.correct(ex, np.array(good[4:] + good[:4]))  # rows out of order

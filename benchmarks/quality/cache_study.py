@@ -66,17 +66,18 @@ def twin_check(twin, ref, rt, examples, n_exact: int) -> dict:
             got, _ = _run(twin, task, ex, Policy(cache="none", select="topk"))
             out["exact_equal_reference"][0] += int(np.array_equal(got, want[0, ex.region_start:].numpy()))
             out["exact_equal_reference"][1] += 1
-    for cache in ("none", "prefix", "dual"):
+    for cache, every in (("none", 0), ("prefix", 0), ("dual", 0), ("prefix", 2), ("dual", 2)):
         for threshold in (1.0, 0.9, 0.7):
-            key = f"{cache}-{threshold:g}"
+            key = f"{cache}-{threshold:g}" + (f"-r{every}" if every else "")
             same = total = 0
             for name, exs in examples.items():
                 task = TASKS_BY_NAME[name]
                 for ex in exs:
-                    got, _ = _run(twin, task, ex, Policy(cache=cache, threshold=threshold))
+                    got, _ = _run(twin, task, ex, Policy(cache=cache, threshold=threshold, every=every))
                     want = rt.generate_text(ex.ids[None, : ex.region_start], gen_length=task.gen_length,
                                             steps=task.steps, block_length=task.block_length, mode="fast",
-                                            threshold=threshold, cache=cache)[0, ex.region_start:]
+                                            threshold=threshold, cache=cache,
+                                            refresh_every=None if cache == "none" else every)[0, ex.region_start:]
                     same += int(np.array_equal(got, want))
                     total += 1
             out[f"twin_equal_runtime {key}"] = [same, total]
