@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -169,7 +170,7 @@ def plot(results: dict, tasks: list[str], path: str, worst: str) -> None:
     img.save(path)
 
 
-def image_study(n: int, n_single: int, names: list[str], out: str) -> dict:
+def image_study(n: int, n_single: int, names: list[str]) -> dict:
     """The approximate MaskGIT modes on the image yardstick: accuracy, exact-output and per-code
     agreement with exact mode, positions computed, time, and the pixel PSNR between the exact and
     the approximate codes after a MAGVIT-v2 decode (a random ch-32 decoder: the decoder is the same
@@ -180,7 +181,8 @@ def image_study(n: int, n_single: int, names: list[str], out: str) -> dict:
     model = dynin_rt.load(trained_checkpoint(IMAGE_CONFIG), backend="cpu")
     tok, layout = test_tokenizer()
     examples = {DRAW.name: eval_examples(DRAW, tok, layout, n)}
-    magvit = MagvitV2.from_pretrained(write_magvit(os.path.join(out, "magvit_ch32"), ch=32, seed=0), backend="torch")
+    with tempfile.TemporaryDirectory() as d:
+        magvit = MagvitV2.from_pretrained(write_magvit(d, ch=32, seed=0), backend="torch")
     raw, results = {}, {}
     for name in names:
         raw[name] = run_setting(model, examples, IMAGE_SETTINGS[name], n_single)
@@ -241,7 +243,7 @@ def main(argv=None) -> int:
         print(f"{name:14s} {time.perf_counter() - t0:6.1f}s  {accs}", flush=True)
     os.makedirs(args.out, exist_ok=True)
     md = table(results, tasks, SETTINGS)
-    image = image_study(args.n, args.n_single, image_names, args.out) if image_names else {}
+    image = image_study(args.n, args.n_single, image_names) if image_names else {}
     if image:
         md += "\nImage yardstick (the draw task, MaskGIT, 16 codes in 8 steps, temperature 1):\n\n" + image_table(image)
     print(md)
