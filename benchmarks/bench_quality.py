@@ -24,7 +24,7 @@ from common import write_json  # noqa: E402
 
 import dynin_rt  # noqa: E402
 from dynin_rt.bench import machine  # noqa: E402
-from dynin_rt.runtime import FAST_CACHE, FAST_IMAGE_CACHE  # noqa: E402
+from dynin_rt.runtime import FAST_CACHE, FAST_IMAGE_CACHE, FAST_THRESHOLD  # noqa: E402
 from dynin_rt.testing.train import (IMAGE_CONFIG, TrainConfig, eval_examples, generate, test_tokenizer,  # noqa: E402
                                     trained_checkpoint)
 from dynin_rt.testing.tasks import DRAW, TASKS_BY_NAME  # noqa: E402
@@ -33,7 +33,7 @@ from dynin_rt.testing.tasks import DRAW, TASKS_BY_NAME  # noqa: E402
 # <cache>-<threshold>[-r<N>]: threshold decoding with that KV cache, refreshed every N-th step.
 SETTINGS = {
     "exact": {},
-    "fast": {"mode": "fast"},  # what mode="fast" does without options
+    "fast": {"mode": "fast"},  # what mode="fast" does without options (runtime.FAST_THRESHOLD, FAST_CACHE)
     "exact-steps8": {"steps": 8},
     "exact-steps4": {"steps": 4},
     "none-0.95": {"mode": "fast", "threshold": 0.95, "cache": "none"},
@@ -134,10 +134,11 @@ def table(results: dict, tasks: list[str], settings: dict) -> str:
 
 
 def plot(results: dict, tasks: list[str], path: str, worst: str) -> None:
-    """PNG: mean accuracy (filled) and the accuracy on `worst` (hollow) vs mean forwards per setting."""
+    """PNG: per setting, the mean accuracy over the tasks (filled) and the accuracy on `worst`
+    (hollow, named at the right, a leader line to its point) against the mean forwards."""
     from PIL import Image, ImageDraw
 
-    w, h, left, bottom, top, right = 900, 600, 70, 60, 30, 200
+    w, h, left, bottom, top, right = 1000, 640, 70, 60, 30, 300
     img = Image.new("RGB", (w, h), "white")
     d = ImageDraw.Draw(img)
     fwd = {n: np.mean([r[t]["forwards"] for t in tasks]) for n, r in results.items()}
@@ -156,17 +157,26 @@ def plot(results: dict, tasks: list[str], path: str, worst: str) -> None:
         x, y = xy(f, 0)
         d.line([(x, y), (x, y + 4)], fill="black")
         d.text((x - 4, y + 8), str(f), fill="black")
-    d.text((w // 2 - 120, h - 25), "forwards per example (mean over tasks)", fill="black")
-    d.text((10, 8), f"accuracy: filled = mean over tasks, hollow = {worst}", fill="black")
+    d.text((w // 2 - 220, h - 25), "forwards per example (mean over tasks)", fill="black")
+    d.text((10, 8), f"accuracy: filled = mean over tasks, hollow = {worst} (named at the right)", fill="black")
     colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-               "#17becf"]
+               "#17becf", "#393b79", "#ad494a", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d",
+               "#31a354", "#756bb1"]
+    points = []
     for i, (name, res) in enumerate(results.items()):
         c = colours[i % len(colours)]
         x, y = xy(fwd[name], np.mean([res[t]["accuracy"] for t in tasks]))
         d.ellipse([x - 5, y - 5, x + 5, y + 5], fill=c)
         xw, yw = xy(fwd[name], res[worst]["accuracy"]) if worst in res else (x, y)
         d.ellipse([xw - 5, yw - 5, xw + 5, yw + 5], outline=c, width=2)
-        d.text((w - right + 10, top + 16 * i), f"o {name}", fill=c)
+        points.append((yw, xw, name, c, 100 * res[worst]["accuracy"] if worst in res else float("nan")))
+    # labels in a column at the right, in the order of their points' heights, 14 px apart at least
+    label_x, last = w - right + 40, -1e9
+    for yw, xw, name, c, acc in sorted(points):
+        ly = max(yw, last + 14)
+        last = ly
+        d.line([(xw + 6, yw), (label_x - 4, ly)], fill=c)
+        d.text((label_x, ly - 6), f"{name} ({acc:.0f}%)", fill=c)
     img.save(path)
 
 
@@ -252,7 +262,8 @@ def main(argv=None) -> int:
     plot(results, tasks, os.path.join(args.out, "quality_plot.png"), worst="pairs")
     write_json(os.path.join(args.out, "quality.json"), {
         "checkpoint": path, "n_per_task": args.n, "machine": machine(), "settings": {n: SETTINGS[n] for n in names},
-        "fast_defaults": {"text_speech": FAST_CACHE, "image": FAST_IMAGE_CACHE}, "results": results,
+        "fast_defaults": {"threshold": FAST_THRESHOLD, "text_speech_cache": FAST_CACHE, "image_cache": FAST_IMAGE_CACHE},
+        "results": results,
         "image": {"checkpoint": trained_checkpoint(IMAGE_CONFIG) if image else None,
                   "settings": {n: IMAGE_SETTINGS[n] for n in image_names}, "results": image}})
     return 0

@@ -99,7 +99,7 @@ struct LladaParams {
     double temperature = 0.0, cfg_scale = 0.0;
     bool random_remasking = false;
     SelectRule select = SelectRule::kTopK;  // kTopK: the exact schedule; others: fast decoding
-    double threshold = 0.9, factor = 1.0;
+    double threshold = 0.95, factor = 1.0;  // runtime.FAST_THRESHOLD
     CacheMode cache = CacheMode::kNone;
     int64_t refresh_every = 0;  // with a cache: a full forward every N-th step of a block (0: block starts only)
     uint64_t seed = 0;
@@ -136,7 +136,7 @@ struct T2sParams {
     int64_t steps = 256, block_length = 128;
     double temperature = 0.0, cfg_scale = 0.0;
     SelectRule select = SelectRule::kTopK;
-    double threshold = 0.9, factor = 1.0;
+    double threshold = 0.95, factor = 1.0;  // runtime.FAST_THRESHOLD
     CacheMode cache = CacheMode::kNone;
     int64_t refresh_every = 0;  // as LladaParams
     uint64_t seed = 0;
