@@ -176,9 +176,9 @@ def schedule_emulated_run(name: str, owner: str, tests: list[str], env: dict[str
 def start_scheduled_runs(owners: set[str]) -> None:
     """Starts the build and, after it, one at a time, the runs whose owner has collected tests, all in
     the background and at a lower priority: the rest of the suite runs meanwhile."""
-    for name, run in _runs.items():
+    for run in _runs.values():
         if run.owner in owners and run.started is None:
-            run.started = _Background(lambda run=run: _execute(run))
+            _start(run)
 
 
 def owns_scheduled_run(module: str) -> bool:
@@ -190,8 +190,12 @@ def emulated_run(name: str) -> subprocess.CompletedProcess | None:
     when it needs ASan and the build has none."""
     run = _runs[name]
     if run.started is None:
-        run.started = _Background(lambda: _execute(run))
+        _start(run)
     return run.started.result()
+
+
+def _start(run: EmulatedRun) -> None:
+    run.started = _Background(lambda: _execute(run))
 
 
 def _execute(run: EmulatedRun) -> subprocess.CompletedProcess | None:
