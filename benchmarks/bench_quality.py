@@ -127,10 +127,14 @@ def table(results: dict, tasks: list[str], settings: dict) -> str:
         tpf = np.mean([res[t]["tokens_per_forward"] for t in tasks])
         ms = 1e3 * np.mean([res[t]["seconds"] for t in tasks])
         cells = [f"{100 * a:.0f}" for a in accs]
-        opts = ", ".join(f"{k}={v}" for k, v in settings[name].items()) or "(official schedule)"
+        opts = _options_text(settings[name], "(official schedule)")
         lines.append(f"| {name} | {opts} | " + " | ".join(cells) + f" | {100 * np.mean(accs):.1f} | {100 * min(deltas):+.1f} | "
                      f"{100 * agree:.0f}% | {fwd:.1f} | {ratio:.1f}x | {tpf:.2f} | {compute:.2f} | {ms:.0f} |")
     return "\n".join(lines) + "\n"
+
+
+def _options_text(options: dict, none: str) -> str:
+    return ", ".join(f"{k}={v}" for k, v in options.items()) or none
 
 
 def plot(results: dict, tasks: list[str], path: str, worst: str) -> None:
@@ -194,12 +198,14 @@ def image_study(n: int, n_single: int, names: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as d:
         magvit = MagvitV2.from_pretrained(write_magvit(d, ch=32, seed=0), backend="torch")
     raw, results = {}, {}
-    for name in names:
+    for name in names:  # "exact" first (main puts it there)
         raw[name] = run_setting(model, examples, IMAGE_SETTINGS[name], n_single)
         res = summarise(raw[name], raw["exact"])[DRAW.name]
-        codes, exact = np.array(raw[name][DRAW.name]["output"]), np.array(raw["exact"][DRAW.name]["output"])
+        codes = np.array(raw[name][DRAW.name]["output"])
+        if name == "exact":
+            exact, exact_pixels = codes, magvit.decode(codes).astype(np.float64)
         res["code_agreement"] = float((codes == exact).mean())
-        mse = np.mean((magvit.decode(codes).astype(np.float64) - magvit.decode(exact).astype(np.float64)) ** 2)
+        mse = np.mean((magvit.decode(codes).astype(np.float64) - exact_pixels) ** 2)
         res["psnr_db"] = float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
         results[name] = res
         print(f"image {name:10s} acc={100 * res['accuracy']:.0f} agree={100 * res['agree_exact']:.0f}% "
@@ -212,7 +218,7 @@ def image_table(results: dict) -> str:
     lines = ["| setting | options | accuracy | change | images = exact | codes = exact | PSNR vs exact (dB) | forwards | "
              "compute vs exact | ms/image |", "|" + "---|" * 10]
     for name, r in results.items():
-        opts = ", ".join(f"{k}={v}" for k, v in IMAGE_SETTINGS[name].items()) or "(official sampler)"
+        opts = _options_text(IMAGE_SETTINGS[name], "(official sampler)")
         lines.append(f"| {name} | {opts} | {100 * r['accuracy']:.0f} | {100 * (r['accuracy'] - exact['accuracy']):+.0f} | "
                      f"{100 * r['agree_exact']:.0f}% | {100 * r['code_agreement']:.1f}% | {r['psnr_db']:.1f} | "
                      f"{r['forwards']:.0f} | {r['positions'] / exact['positions']:.2f} | {1e3 * r['seconds']:.1f} |")
@@ -235,10 +241,10 @@ def main(argv=None) -> int:
     unknown = [n for n in names if n not in SETTINGS] + [n for n in image_names if n not in IMAGE_SETTINGS]
     if unknown:
         ap.error(f"unknown settings {unknown}; known: {list(SETTINGS)}, image: {list(IMAGE_SETTINGS)}")
-    if "exact" not in names:
-        names = ["exact"] + names
-    if image_names and "exact" not in image_names:
-        image_names = ["exact"] + image_names
+    # exact mode runs first: every other setting is compared with its outputs
+    names = ["exact"] + [n for n in names if n != "exact"]
+    if image_names:
+        image_names = ["exact"] + [n for n in image_names if n != "exact"]
     tasks = args.tasks.split(",")
     path = args.checkpoint or trained_checkpoint()
     model = dynin_rt.load(path, backend="cpu")

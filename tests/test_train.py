@@ -137,7 +137,7 @@ def test_draw_task_scores_as_the_maskgit_sampler_reads_it(tok_layout, tmp_path):
     ids, keep = torch.from_numpy(ex.ids)[None], torch.from_numpy(ex.keep)[None]
     image_cols = torch.arange(layout.image_offset, layout.image_offset + layout.image_codebook)
     logits = ref(ids, keep)[0, ex.region_start:ex.region_start + T.DRAW.gen_length].double()
-    full = torch.log_softmax(logits[:, image_cols], -1)[:, torch.tensor(layout.image_ids(range(tr.DRAW_CODES))) - layout.image_offset]
+    full = torch.log_softmax(logits[:, image_cols], -1)[:, torch.tensor(layout.image_ids(range(T.DRAW_CODES))) - layout.image_offset]
     with torch.no_grad():
         h = model.hidden(ids, keep)[0, ex.region_start:ex.region_start + T.DRAW.gen_length]
         compact = model.full_log_softmax(h, image=True).double()

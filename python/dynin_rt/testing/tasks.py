@@ -182,6 +182,9 @@ def draw_code(digit: int, variant: int, j: int) -> int:
     return 8 * digit + 4 * variant + j
 
 
+DRAW_CODES = draw_code(len(DIGITS) - 1, 1, 3) + 1  # the image codes the draw task uses: [0, 80)
+
+
 def _draw(task, tok, layout, rng):
     x = _digits(rng, DRAW_ROWS)
     variants = [int(v) for v in rng.integers(0, 2, DRAW_ROWS)]

@@ -38,12 +38,11 @@ from ..checkpoint import parse_config
 from ..reference.model import Block, keep_mask_bias, rms_norm, rope_tables
 from ..tokens import BOS_ID, EOA_ID, EOS_ID, IMAGE_CODEBOOK_SIZE, RELEASE_TEXT_VOCAB, TextTokenizer, TokenLayout
 from .backbone import FIRST_SPECIAL_ID, RELEASE_VOCAB, tiny_config, write_tokenizer
-from .tasks import ALL_UNITS, DIGITS, DRAW, MAP_LETTERS, TASKS, TASKS_BY_NAME, Task
+from .tasks import ALL_UNITS, DIGITS, DRAW, DRAW_CODES, MAP_LETTERS, TASKS, TASKS_BY_NAME, Task
 
 FORMAT_VERSION = 1
 EVAL_SEED_OFFSET = 1_000_003  # evaluation examples use seed + this, training examples seed
 SNAPSHOT_EVERY = 500  # a long run caches the models of its shorter prefixes on the way
-DRAW_CODES = 80  # the draw task's image codes: 8 per digit
 
 
 @dataclass(frozen=True)
@@ -304,14 +303,15 @@ def eval_examples(task: Task, tok: TextTokenizer, layout: TokenLayout, n: int, s
 def generate(model, task: Task, exs: list, **options) -> list:
     """Run examples of one task (same canvas length) in one call on a runtime Model, with the task's
     exact schedule overridden by options (mode, threshold, factor, cache, steps, ...).
-    -> per example the answer-region ids (text tasks) or the units (speech tasks), as lists."""
-    kw = dict(gen_length=task.gen_length, steps=task.steps, block_length=task.block_length)
-    kw.update(options)
+    -> per example the answer-region ids (text tasks), the units (speech tasks) or the codes (image
+    tasks), as lists."""
     if task.kind == "image":  # MaskGIT: the region is the image; steps are its timesteps
         ids, keep = np.stack([e.ids for e in exs]), np.stack([e.keep for e in exs])
-        kw = {"seq_len": task.gen_length, "timesteps": kw.pop("steps"), **{k: v for k, v in kw.items()
-                                                                           if k not in ("gen_length", "block_length")}}
-        return model.generate_image(ids, keep, **kw).tolist()
+        kw = dict(options)
+        timesteps = kw.pop("steps", task.steps)
+        return model.generate_image(ids, keep, seq_len=task.gen_length, timesteps=timesteps, **kw).tolist()
+    kw = dict(gen_length=task.gen_length, steps=task.steps, block_length=task.block_length)
+    kw.update(options)
     if task.kind == "speech":
         kw["max_new_tokens"] = kw.pop("gen_length")
         ids, keep = np.stack([e.ids for e in exs]), np.stack([e.keep for e in exs])
