@@ -141,10 +141,9 @@ std::vector<int32_t> llada_generate(const Engine& engine, const TokenLayout& tok
     const int64_t max_steps = scheduled ? c.steps_per_block : p.block_length;
     run.load_canvas(c.x, c.T, c.mask);
     run.load_steps(c.n_blocks * max_steps, scheduled ? c.k_table(max_steps) : std::vector<int32_t>{});
-    DYNIN_CHECK_ARG(p.refresh_every >= 0, "refresh_every must be >= 0");
     KVCache cache;
     if (cached) engine.ensure_cache(cache, c.layout->slots());
-    const auto refills = [&](int64_t i) { return refills_cache(p.cache, p.refresh_every, i); };
+    const CacheRefills refills(p.cache, p.refresh_every);
     StepPlan full, partial;
     for (int64_t blk = 0; blk < c.n_blocks && !run.running_rows().empty(); ++blk) {
         run.start_block(blk * max_steps);

@@ -41,6 +41,10 @@ Candidates collect_masked(const std::vector<int32_t>& canvas, int64_t T, int32_t
     return c;
 }
 
+CacheRefills::CacheRefills(CacheMode cache, int64_t refresh_every) : cache_(cache), every_(refresh_every) {
+    DYNIN_CHECK_ARG(refresh_every >= 0, "refresh_every must be >= 0");
+}
+
 std::vector<int64_t> slots_in(const CanvasLayout& layout, const RowRanges& ranges, int64_t streams) {
     const int64_t B = static_cast<int64_t>(ranges.begin.size()), T = layout.length;
     std::vector<int64_t> slots;

@@ -122,11 +122,10 @@ std::vector<int32_t> maskgit_generate(const Engine& engine, const TokenLayout& t
     spec.beta = static_cast<float>(p.guidance_scale);
     spec.form = Backend::CfgForm::kMaskgit;
     spec.maskgit = true;
-    DYNIN_CHECK_ARG(p.refresh_every >= 0, "refresh_every must be >= 0");
     const bool cached = p.cache != CacheMode::kNone;
     KVCache cache;
     if (cached) engine.ensure_cache(cache, c.layout->slots());
-    const auto refills = [&](int64_t step) { return refills_cache(p.cache, p.refresh_every, step); };
+    const CacheRefills refills(p.cache, p.refresh_every);
     const int32_t* overrides = c.cfg ? c.overrides.data() : nullptr;
     // kDual recomputes the positions masked at the last fill: the candidates then (the ones committed
     // since changed their input, the rest still need logits), as canvas positions

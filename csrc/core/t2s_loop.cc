@@ -173,10 +173,9 @@ std::vector<std::vector<int32_t>> t2s_generate(const Engine& engine, const Token
     const int64_t max_steps = scheduled ? c.inner : c.block;
     run.load_canvas(c.x, c.T, c.mask);
     run.load_steps(c.n_blocks * max_steps, scheduled ? c.k_table(max_steps) : std::vector<int32_t>{});
-    DYNIN_CHECK_ARG(p.refresh_every >= 0, "refresh_every must be >= 0");
     KVCache cache;
     if (cached) engine.ensure_cache(cache, c.layout->slots());
-    const auto refills = [&](int64_t s) { return refills_cache(p.cache, p.refresh_every, s); };
+    const CacheRefills refills(p.cache, p.refresh_every);
     std::unique_ptr<UncondLogits> uncond;
     if (cfg) uncond = std::make_unique<UncondLogits>(run, c, columns);
     StepSpec spec;  // CFG against the uncond logits computed once: u + (s + 1)(c - u); sampled commits

@@ -18,6 +18,18 @@
 
 namespace dynin_rt {
 
+// Which step of a block (from 0) runs the full forward that (re)fills the KV cache: every step
+// without a cache; with one, the first and every refresh_every-th (validated here, once per call).
+class CacheRefills {
+ public:
+    CacheRefills(CacheMode cache, int64_t refresh_every);
+    bool operator()(int64_t i) const { return cache_ == CacheMode::kNone || i == 0 || (every_ > 0 && i % every_ == 0); }
+
+ private:
+    CacheMode cache_;
+    int64_t every_;
+};
+
 // [begin, end) of canvas positions per batch row; an empty range skips the row.
 struct RowRanges {
     std::vector<int64_t> begin, end;  // [B]

@@ -23,11 +23,6 @@ namespace dynin_rt {
 // last refresh: with `refresh_every` = N > 0 every N-th step of a block is a full forward again.
 enum class CacheMode : uint8_t { kNone, kPrefix, kDual };
 
-// Whether step `i` of a block (from 0) runs the full forward that (re)fills the cache.
-inline bool refills_cache(CacheMode cache, int64_t refresh_every, int64_t i) {
-    return cache == CacheMode::kNone || i == 0 || (refresh_every > 0 && i % refresh_every == 0);
-}
-
 // Token rows handed to a loop.
 struct TokenRows {
     int64_t batch = 0, length = 0;
